@@ -890,8 +890,8 @@ async def run_cli(
     - Each value of `secrets_to_redact`, and each provider credential in `env`, of ≥ 6 chars is replaced by
       `mask` in every line and every returned text (lifecycle: `***`, deployments pass `****`).
     - After `timeout_seconds` the process group gets SIGTERM, and SIGKILL `kill_grace_seconds` later if any
-      member is left. After the process exits, pipes held open by leftover children are read for at most
-      `drain_seconds` more.
+      member is left. After the process exits its pipes are read to the end; a pipe that a leftover child
+      keeps open is abandoned once it has been idle for `drain_seconds`.
     - A program that cannot be started gives `start_error` (one sentence, no paths) and no exception.
     """
     if timeout_seconds <= 0:
