@@ -39,7 +39,12 @@ def _domain_modules(kind: str) -> list[ModuleType]:
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    settings = settings or load_settings()
+    if settings is None:
+        # started by uvicorn (possibly in a worker process): configure this process's logging too
+        from sindri_console.logging import configure_logging
+
+        settings = load_settings()
+        configure_logging(settings.LOG_LEVEL)
     rt = runtime or Runtime.build(settings)
     hooks = _domain_modules("hooks")
 

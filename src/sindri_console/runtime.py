@@ -35,11 +35,12 @@ class Runtime:
         from sindri_console.bus import create_bus
 
         db = Database(settings.database_url)
+        db.bus = create_bus(settings.REDIS_URL)
         replica_id = new_id()
         return cls(
             settings=settings,
             db=db,
-            bus=create_bus(settings.REDIS_URL),
+            bus=db.bus,
             limiter=RateLimiter(settings),
             auth=Authenticator(db, settings.SINDRI_CONSOLE_API_KEY),
             loops=LoopRunner(db, replica_id),

@@ -39,10 +39,8 @@ class Subscription:
             self.overflowed = True
             self.dropped += 1
 
-    async def get(self, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
-        if timeout is None:
-            return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def get(self) -> tuple[str, dict[str, Any]]:
+        return await self.queue.get()
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         while True:

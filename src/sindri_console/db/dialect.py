@@ -34,6 +34,7 @@ class Dialect(ABC):
     @abstractmethod
     def icontains(self, column: ColumnElement[str], term: str) -> ColumnElement[bool]: ...
 
+    @abstractmethod
     async def lock_log_sequence(self, session: AsyncSession) -> None:
         """Serialise log inserts so `seq` grows in commit order (10-core §11)."""
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -19,6 +20,13 @@ from sqlalchemy.pool import NullPool
 from sindri_console.db.dialect import Dialect, dialect_for
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PENDING_PUBLISH = "sindri_pending_publish"
+log = structlog.get_logger("sindri_console.db")
+
+
+def publish_after_commit(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
+    """Queue a bus message that is sent only if the surrounding write unit commits."""
+    session.info.setdefault(PENDING_PUBLISH, []).append((topic, payload))
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
@@ -54,6 +62,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
         self.dialect: Dialect = dialect_for(url)
+        self.bus: Any = None  # set by the runtime; used for publish-after-commit
         if self.dialect.name == "sqlite":
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
@@ -74,17 +83,26 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: commits when the block ends, rolls back when it raises."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        """One transaction: commits when the block ends, rolls back when it raises.
+
+        Bus messages queued with `publish_after_commit` go out only after the commit succeeded.
+        """
+        async with self._write_sessions() as session:
+            async with session.begin():
+                yield session
+            pending = session.info.pop(PENDING_PUBLISH, None)
+        if pending and self.bus is not None:
+            for topic, payload in pending:
+                try:
+                    await self.bus.publish(topic, payload)
+                except Exception as exc:  # the database is the source of truth; a lost push is tolerated
+                    log.warning("publish_failed", topic=topic, error=type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
+        # closing (not rolling back) ends the transaction without expiring loaded objects
         async with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

@@ -13,11 +13,12 @@ class RequestContext:
     user_agent: str | None = None
 
 
-_current: ContextVar[RequestContext] = ContextVar("sindri_request_context", default=RequestContext())
+_current: ContextVar[RequestContext | None] = ContextVar("sindri_request_context", default=None)
+_EMPTY = RequestContext()
 
 
 def current_context() -> RequestContext:
-    return _current.get()
+    return _current.get() or _EMPTY
 
 
 def set_context(ctx: RequestContext) -> None:
