@@ -311,14 +311,16 @@ class SindriCli:
 
     async def resolve(self) -> CliFacts:
         task = self._task_if_due()
-        if task is None:
-            assert self._facts is not None  # _task_if_due returns None only with cached facts
-            return self._facts
-        # shield: a caller that gives up must not cancel the resolution others are waiting for.
-        return await asyncio.shield(task)
+        if task is not None:
+            # shield: a caller that gives up must not cancel the resolution others are waiting for.
+            return await asyncio.shield(task)
+        # _task_if_due returns None only when valid facts are cached.
+        return self._facts if self._facts is not None else UNAVAILABLE
 
     def _task_if_due(self) -> asyncio.Task[CliFacts] | None:
-        if self._task is not None and not self._task.done():
+        loop = asyncio.get_running_loop()
+        # A task left behind by another (closed) event loop can never finish here: start afresh.
+        if self._task is not None and not self._task.done() and self._task.get_loop() is loop:
             return self._task
         if self._facts is not None:
             now = self._clock()
@@ -330,7 +332,7 @@ class SindriCli:
             self._checked_at = now
             if self._facts.available and _fingerprint(self.locate()) == self._fingerprint:
                 return None
-        self._task = asyncio.get_running_loop().create_task(self._resolve_once(), name="sindri-cli-resolve")
+        self._task = loop.create_task(self._resolve_once(), name="sindri-cli-resolve")
         return self._task
 
     async def _resolve_once(self) -> CliFacts:
