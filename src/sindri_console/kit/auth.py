@@ -127,14 +127,18 @@ class Authenticator:
             raise AuthFailure("Invalid API key")
         if self.is_bootstrap(raw):
             return Principal(credential="bootstrap")
-        digest = hash_key(raw)
+        return await self._load(hash_key(raw), None, ip)
+
+    async def authenticate_key_id(self, key_id: str, ip: str | None = None) -> Principal:
+        """Re-validate a credential known by id (tickets, long-lived sockets re-checking every 60 s)."""
+        return await self._load(None, key_id, ip)
+
+    async def _load(self, digest: str | None, key_id: str | None, ip: str | None) -> Principal:
         async with self.db.read() as s:
-            row = (
-                await s.execute(
-                    select(ApiKey, User).outerjoin(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)
-                )
-            ).first()
-            if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+            stmt = select(ApiKey, User).outerjoin(User, User.id == ApiKey.user_id)
+            stmt = stmt.where(ApiKey.key_hash == digest) if digest is not None else stmt.where(ApiKey.id == key_id)
+            row = (await s.execute(stmt)).first()
+            if row is None or (digest is not None and not hmac.compare_digest(row[0].key_hash, digest)):
                 raise AuthFailure("Invalid API key")
             key, user = row[0], row[1]
             now = utcnow()

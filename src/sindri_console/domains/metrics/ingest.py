@@ -1,0 +1,99 @@
+"""Writing metric samples (10-core §8.3): raw point, latest row and dirty minutes in the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sindri_console.db.dialect import Dialect
+from sindri_console.kit.clock import clock, utcnow
+from sindri_console.models.metrics import MetricDirty, MetricLatest, MetricPoint, RollupState
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+@dataclass
+class MetricSample:
+    """One raw point: 10-core §8.3 columns (40 §4.3 mapping already applied)."""
+
+    instance_id: str
+    ts_ms: int
+    cpu_percent: float
+    mem_used_bytes: int
+    mem_total_bytes: int
+    load_avg_1: float | None = None
+    load_avg_5: float | None = None
+    load_avg_15: float | None = None
+    cpu_steal_percent: float | None = None
+    core_count: int | None = None
+    mem_cached_bytes: int | None = None
+    swap_used_bytes: int | None = None
+    swap_total_bytes: int | None = None
+    disk_used_bytes: int | None = None
+    disk_total_bytes: int | None = None
+    disk_read_bps: int | None = None
+    disk_write_bps: int | None = None
+    net_bytes_sent: int | None = None
+    net_bytes_recv: int | None = None
+    net_packets_sent: int | None = None
+    net_packets_recv: int | None = None
+    net_tx_bps: int | None = None
+    net_rx_bps: int | None = None
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SAMPLE_FIELDS = tuple(f.name for f in fields(MetricSample))
+
+
+async def store_samples(session: AsyncSession, dialect: Dialect, samples: list[MetricSample], *,
+                        raw_retention_days: int) -> list[MetricSample]:
+    """Insert raw points (a repeated (instance, timestamp) is ignored), keep the latest row per
+    instance, and mark late minutes dirty for the rollup loop. Returns the samples actually stored.
+    """
+    if not samples:
+        return []
+    now_ms = clock.now_ms()
+    cutoff = now_ms - raw_retention_days * DAY_MS
+    fresh = [s for s in samples if s.ts_ms >= cutoff]
+    if not fresh:
+        return []
+    table = MetricPoint.__table__
+    stmt = dialect.insert(table).values([s.row() for s in fresh]).on_conflict_do_nothing(
+        index_elements=[table.c.instance_id, table.c.ts_ms]
+    ).returning(table.c.instance_id, table.c.ts_ms)
+    stored_keys = {(r[0], r[1]) for r in (await session.execute(stmt)).all()}
+    stored = [s for s in fresh if (s.instance_id, s.ts_ms) in stored_keys]
+    if not stored:
+        return []
+    newest: dict[str, MetricSample] = {}
+    for s in stored:
+        cur = newest.get(s.instance_id)
+        if cur is None or s.ts_ms > cur.ts_ms:
+            newest[s.instance_id] = s
+    lt = MetricLatest.__table__
+    now = utcnow()
+    for s in newest.values():
+        row = {**s.row(), "updated_at": now}
+        up = dialect.insert(lt).values(row)
+        up = up.on_conflict_do_update(
+            index_elements=[lt.c.instance_id],
+            set_={k: up.excluded[k] for k in row if k != "instance_id"},
+            where=lt.c.ts_ms < up.excluded.ts_ms,
+        )
+        await session.execute(up)
+    watermark = await session.scalar(select(RollupState.watermark_ms).where(RollupState.name == "1m"))
+    if watermark is not None:
+        late = {(s.instance_id, s.ts_ms // MINUTE_MS * MINUTE_MS) for s in stored if s.ts_ms < watermark}
+        if late:
+            dt = MetricDirty.__table__
+            await session.execute(
+                dialect.insert(dt).values([{"instance_id": i, "minute_ms": m} for i, m in late])
+                .on_conflict_do_nothing(index_elements=[dt.c.instance_id, dt.c.minute_ms])
+            )
+    return stored
