@@ -71,6 +71,10 @@ class _Stopped(Exception):
     """Raised inside the agent when a stop was requested while waiting."""
 
 
+class _SessionLost(Exception):
+    """The socket went away while the agent was writing to it."""
+
+
 class Backoff:
     """Reconnect waits: 1 s doubling up to ``maximum``, each multiplied by a random factor in [0.5, 1.0]."""
 
@@ -398,7 +402,7 @@ class Agent:
                 try:
                     response = await self._race_stop(client.post(url, json=self.registration_body()))
                 except httpx.HTTPError as exc:
-                    self.log.warning("registration failed; will retry", extra={"error": type(exc).__name__})
+                    self.log.warning("registration failed; will retry", extra={"error": f"{type(exc).__name__}: {exc}"})
                     response = None
                 if response is not None:
                     status = response.status_code
@@ -410,7 +414,7 @@ class Agent:
                         delay = _retry_after(response)
                     elif status < 500 and status != 408:
                         raise FatalError(f"registration refused by the console ({status}): {message}")
-                    self.log.warning("registration not accepted yet; will retry", extra={"status": status, "message": message})
+                    self.log.warning("registration not accepted yet; will retry", extra={"status": status, "serverMessage": message})
                 await self._sleep(delay if delay is not None else backoff.next_delay())
 
     def _apply_registration(self, response: httpx.Response) -> None:
@@ -509,7 +513,7 @@ class Agent:
             outcome.welcomed = True
             self._ws = ws
             if not await self._flush_after_welcome():
-                raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
+                raise _SessionLost
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
             for frame in early:
                 await self._handle_frame(frame)
@@ -525,8 +529,15 @@ class Agent:
             else:
                 stopper.cancel()
                 reader.result()
-        except ConnectionClosed:
+        except _Stopped:
+            outcome.stopped = True
+        except (ConnectionClosed, _SessionLost):
             pass
+        except Exception:
+            # A bug in frame handling must not end the agent: drop this connection and dial again.
+            self.log.exception("agent socket session failed")
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "agent error")
         finally:
             self._ready = False
             self._ws = None
@@ -559,7 +570,7 @@ class Agent:
                 return None
             except _Stopped:
                 await ws.close(1000, "agent shutdown")
-                raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent) from None
+                raise
             frame = parse(message)
             if frame is None:
                 continue
@@ -567,7 +578,7 @@ class Agent:
                 self._apply_welcome(frame["data"])
                 return early
             if frame["type"] == "error":
-                self.log.error("the console reported an error", extra={"code": frame["data"].get("code"), "message": frame["data"].get("message")})
+                self.log.error("the console reported an error", extra={"code": frame["data"].get("code"), "serverMessage": frame["data"].get("message")})
                 continue
             early.append(frame)
 
@@ -667,7 +678,7 @@ class Agent:
 
     def _handle_error(self, data: dict[str, Any]) -> None:
         code, ref = data.get("code"), data.get("refId")
-        self.log.warning("the console reported an error", extra={"code": code, "message": data.get("message"), "refId": ref})
+        self.log.warning("the console reported an error", extra={"code": code, "serverMessage": data.get("message"), "refId": ref})
         if isinstance(ref, str) and code in _ERRORS_DROPPING_FRAME and not data.get("partial"):
             self.outbox.remove(ref)
             self.log_shipper.on_ack(ref)
