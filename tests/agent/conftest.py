@@ -85,7 +85,9 @@ class FakeConsole:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self._ws_server = await serve(self._agent_socket, "127.0.0.1", 0, subprotocols=["sindri-agent.v1"])
+        self._ws_server = await serve(
+            self._agent_socket, "127.0.0.1", 0, subprotocols=["sindri-agent.v1"], max_size=8 * 1024 * 1024
+        )
         self._ws_port = self._ws_server.sockets[0].getsockname()[1]
         self._front = await asyncio.start_server(self._front_door, "127.0.0.1", 0)
         self.port = self._front.sockets[0].getsockname()[1]

@@ -158,7 +158,7 @@ async def test_replaced_connection_waits_the_maximum_backoff(console, agents, ma
 async def test_rejected_credential_at_connect_exits_78(console, agents, make_config):
     console.hello_close_codes.append((4401, "Invalid or missing agent credential"))
     running = agents.start(make_config())
-    assert await asyncio.wait_for(running.task, within=10) == 78
+    assert await asyncio.wait_for(running.task, timeout=10) == 78
 
 
 async def test_registration_refused_exits_78(console, agents, make_config):
@@ -166,7 +166,7 @@ async def test_registration_refused_exits_78(console, agents, make_config):
         (401, {"error": "Unauthorized", "message": "Invalid API key", "statusCode": 401})
     )
     running = agents.start(make_config())
-    assert await asyncio.wait_for(running.task, within=10) == 78
+    assert await asyncio.wait_for(running.task, timeout=10) == 78
     assert console.sockets == []
 
 
@@ -260,4 +260,4 @@ def test_backoff_delays_stay_in_the_jitter_band():
 async def test_fatal_close_codes_at_connect(console, agents, make_config, code):
     console.hello_close_codes.append((code, "refused"))
     running = agents.start(make_config())
-    assert await asyncio.wait_for(running.task, within=10) == 78
+    assert await asyncio.wait_for(running.task, timeout=10) == 78
