@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, literal, text
+from sqlalchemy import BigInteger, ColumnElement, Select, Table, func, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,8 +25,9 @@ class Dialect(ABC):
         return stmt
 
     def time_bucket(self, ts_ms: ColumnElement[int], step_ms: int) -> ColumnElement[int]:
-        # integer division truncates on both engines for non-negative epoch values
-        return (ts_ms / literal(step_ms)) * literal(step_ms)
+        # `//` keeps integer division on both engines (SQLAlchemy 2 renders `/` as true division);
+        # it truncates, which is the floor for non-negative epoch values
+        return (ts_ms // literal(step_ms, BigInteger)) * literal(step_ms, BigInteger)
 
     def like_escape(self, term: str) -> str:
         return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
