@@ -71,8 +71,13 @@ def redis_url() -> str | None:
 
 async def _truncate(url: str) -> None:
     eng = create_async_engine(url)
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     async with eng.begin() as c:
+        if url.startswith("postgresql"):
+            existing = {r[0] for r in await c.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))}
+        else:
+            existing = {r[0] for r in await c.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name in existing]
         if url.startswith("postgresql"):
             await c.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
         else:

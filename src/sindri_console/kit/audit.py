@@ -19,7 +19,7 @@ ACTIONS = (
 )
 
 _SECRET_KEY = re.compile(
-    r"(passw|secret|token|api_?key|apikey|authorization|private|credential|^key$|^keyhash$|^key_hash$|"
+    r"(passw|secret|token|api_?key|apikey|authorization|private_?key|^key$|^keyhash$|^key_hash$|"
     r"^value$|^values$|^agentkey$|^agent_key$|^stdin$|^env_values$|^envvalues$)",
     re.IGNORECASE,
 )
@@ -27,8 +27,12 @@ _SECRET_VALUE = re.compile(r"^(sk_|ak_)[0-9a-f]{16,}$|^[0-9a-f]{64}$")
 REDACTED = "[REDACTED]"
 
 
+_NOT_SECRET_SUFFIX = re.compile(r"(id|ids|prefix|name|names|keys|count)$", re.IGNORECASE)
+
+
 def redact(value: Any, key: str | None = None) -> Any:
-    if key is not None and _SECRET_KEY.search(key):
+    """Replace secret-looking values; identifiers, names and prefixes of keys stay readable."""
+    if key is not None and _SECRET_KEY.search(key) and not _NOT_SECRET_SUFFIX.search(key):
         return REDACTED if value is not None else None
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
