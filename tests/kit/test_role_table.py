@@ -6,9 +6,9 @@ import re
 
 import pytest
 
+from sindri_console.kit.gateway import PUBLIC_PATHS
 from sindri_console.kit.ids import new_id
 from sindri_console.kit.rbac import ROUTE_TABLE, Role, rule_for
-from sindri_console.kit.gateway import PUBLIC_PATHS
 
 ROLE_ORDER = [Role.VIEWER, Role.DEVELOPER, Role.OPERATOR, Role.ADMIN]
 

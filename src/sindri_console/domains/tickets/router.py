@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-
-from sindri_console.kit.auth import CurrentPrincipal
 from pydantic import BaseModel
 
+from sindri_console.kit.auth import CurrentPrincipal
 from sindri_console.kit.tickets import TICKET_TTL_SECONDS
 from sindri_console.runtime import runtime_of
 
