@@ -1,7 +1,8 @@
 """The only place that knows whether the database is SQLite or PostgreSQL.
 
 Everything else asks this module for: the insert statement used for upserts, row claims,
-time buckets, case-insensitive substring search and the log-sequence serialisation lock.
+time buckets, case-insensitive substring search, the log-sequence serialisation lock, seq
+reservation, the bulk-load path and the index-served log search.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, func, literal, text
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, Table, and_, func, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +44,29 @@ class Dialect(ABC):
     def supports_skip_locked(self) -> bool:
         return False
 
+    # --- log entries (10-core §11): bulk path, seq reservation, indexed substring search ---
+
+    @abstractmethod
+    async def reserve_seq_range(self, session: AsyncSession, table: str, column: str, count: int) -> int:
+        """First of `count` consecutive values of an auto-increment key, reserved for explicit inserts.
+
+        The caller must hold the log-sequence lock (`lock_log_sequence`) so ranges follow commit order.
+        """
+
+    @abstractmethod
+    async def bulk_insert_rows(self, session: AsyncSession, table: str, columns: tuple[str, ...],
+                               rows: list[tuple[Any, ...]]) -> None:
+        """Insert plain tuples in the session's transaction on the driver's fastest path.
+
+        JSON columns take their serialised text; values are not processed by SQLAlchemy types.
+        """
+
+    @abstractmethod
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
+                           term: str) -> ColumnElement[bool]:
+        """Case-insensitive (ASCII at least) literal substring of `message`, served by the search
+        index for terms of 3+ characters; shorter terms are a scan bounded by the other filters."""
+
 
 class SqliteDialect(Dialect):
     name = "sqlite"
@@ -57,6 +81,36 @@ class SqliteDialect(Dialect):
     async def lock_log_sequence(self, session: AsyncSession) -> None:
         # write units already run under BEGIN IMMEDIATE: one writer at a time
         return None
+
+    async def reserve_seq_range(self, session: AsyncSession, table: str, column: str, count: int) -> int:
+        # AUTOINCREMENT tables remember their high-water mark in sqlite_sequence; explicit keys above it
+        # move it forward on insert, so a reserved range is never handed out twice
+        high = await session.scalar(text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table})
+        if high is None:
+            high = await session.scalar(text(f'SELECT max("{column}") FROM "{table}"'))
+        return int(high or 0) + 1
+
+    async def bulk_insert_rows(self, session: AsyncSession, table: str, columns: tuple[str, ...],
+                               rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        cols = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        # one prepared statement stepped per row: no bind-parameter limit, no per-row SQL building
+        await raw.driver_connection.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)
+
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
+                           term: str) -> ColumnElement[bool]:
+        like = message.like(f"%{self.like_escape(term)}%", escape="\\")
+        if len(term) < 3:
+            return like
+        # FTS5 trigram phrase = substring; the LIKE re-check keeps the exact semantics of short terms
+        phrase = '"' + term.replace('"', '""') + '"'
+        hits = text("SELECT rowid FROM log_entry_fts WHERE log_entry_fts MATCH :fts_phrase").bindparams(
+            fts_phrase=phrase).columns(rowid=Integer)
+        return and_(seq.in_(hits.subquery().select()), like)
 
 
 class PostgresDialect(Dialect):
@@ -74,6 +128,28 @@ class PostgresDialect(Dialect):
 
     async def lock_log_sequence(self, session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.LOG_SEQ_LOCK})
+
+    async def reserve_seq_range(self, session: AsyncSession, table: str, column: str, count: int) -> int:
+        # one round trip: take the next value and move the sequence past the whole range
+        last = await session.scalar(
+            text("SELECT setval(pg_get_serial_sequence(:t, :c), nextval(pg_get_serial_sequence(:t, :c)) + :n - 1)"),
+            {"t": table, "c": column, "n": count},
+        )
+        return int(last) - count + 1
+
+    async def bulk_insert_rows(self, session: AsyncSession, table: str, columns: tuple[str, ...],
+                               rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        # binary COPY inside the session's transaction: no bind-parameter limit, the fastest load path
+        await raw.driver_connection.copy_records_to_table(table, records=rows, columns=list(columns))
+
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
+                           term: str) -> ColumnElement[bool]:
+        # default LIKE escape is backslash; pg_trgm's GIN index serves ILIKE for 3+ character terms
+        return message.ilike(f"%{self.like_escape(term)}%")
 
     @property
     def supports_skip_locked(self) -> bool:
