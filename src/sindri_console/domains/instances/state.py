@@ -76,14 +76,15 @@ def write_event(
     return ev
 
 
-def record_initial_status(session: AsyncSession, instance: Instance, reason: str | None) -> None:
-    """History row for a status set at creation (rows 1 and 2)."""
+def record_initial_status(session: AsyncSession, instance: Instance, reason: str | None,
+                          bus_reason: str = "registration") -> None:
+    """History row for a status set at creation (rows 1 and 2; a deployment passes bus_reason "deploy")."""
     session.add(InstanceStatusHistory(
         id=new_id(), instance_id=instance.id, from_status=None, to_status=instance.status,
         changed_at=instance.status_changed_at, reason=reason,
     ))
     publish_after_commit(session, f"instance.{instance.id}.status",
-                         {"instanceId": instance.id, "from": None, "to": instance.status, "reason": "registration"})
+                         {"instanceId": instance.id, "from": None, "to": instance.status, "reason": bus_reason})
 
 
 async def transition(
