@@ -44,7 +44,7 @@ async def test_registers_then_says_hello_with_capabilities(console, agents, make
     assert data["agentVersion"] == __version__
     assert data["protocolVersion"] == "1.0"
     assert set(data["capabilities"]) == {
-        "heartbeat", "metrics", "processes", "extensions", "logs", "commands", "scripts", "terminal",
+        "heartbeat", "metrics", "processes", "extensions", "logs", "config", "commands", "scripts", "terminal",
     }
     assert data["intervals"]["heartbeatSeconds"] == 0.5
     assert data["inFlightCommands"] == []
@@ -56,7 +56,9 @@ async def test_registers_then_says_hello_with_capabilities(console, agents, make
 async def test_capabilities_follow_the_switches(console, agents, make_config):
     agents.start(make_config(SINDRI_AGENT_COMMANDS="false", SINDRI_AGENT_TERMINAL="false"))
     sock = await console.wait_socket(1)
-    assert set(sock.hello["data"]["capabilities"]) == {"heartbeat", "metrics", "processes", "extensions", "logs"}
+    assert set(sock.hello["data"]["capabilities"]) == {
+        "heartbeat", "metrics", "processes", "extensions", "logs", "config",
+    }
     assert sock.hello["data"]["limits"]["maxTerminals"] == 0
 
 
@@ -104,10 +106,17 @@ async def test_heartbeat_metrics_and_reports(console, agents, make_config):
 async def test_report_request_answers_with_request_id(console, agents, make_config):
     agents.start(make_config(SINDRI_AGENT_PROCESSES="3600", SINDRI_AGENT_EXTENSIONS="3600"))
     sock = await console.wait_socket(1)
-    await sock.send("report:request", {"requestId": "req-7", "kinds": ["processes", "extensions", "packages"]})
+    await sock.send("report:request", {"requestId": "req-7", "kinds": ["processes", "extensions", "packages", "config"]})
     report = await sock.wait_for("processes:report", lambda d: d.get("requestId") == "req-7")
     assert report["data"]["processes"]
     await sock.wait_for("extensions:report", lambda d: d.get("requestId") == "req-7")
+    config = (await sock.wait_for("config:report", lambda d: d.get("requestId") == "req-7"))["data"]
+    assert config["provider"] == "kubernetes" and config["region"] == "eu-west-1"
+    assert all(value.startswith("sha256:") and len(value) == 71 for value in config["env"].values())
+    assert not any(key.startswith(("SINDRI_CONSOLE_", "SINDRI_AGENT_")) for key in config["env"])
+    assert config["resources"]["cpuCount"] >= 1 and config["resources"]["memoryTotalBytes"] > 0
+    assert config["network"]["listeningPorts"] == sorted(config["network"]["listeningPorts"])
+    assert config["os"]["kernel"]
     error = await sock.wait_for("error", lambda d: d.get("refId") == "req-7")
     assert "packages" in error["data"]["message"]
 

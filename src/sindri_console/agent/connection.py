@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from sindri_console import __version__
-from sindri_console.agent import collectors
+from sindri_console.agent import collectors, reports
 from sindri_console.agent.commands import CommandRunner
 from sindri_console.agent.config import EXIT_CONFIG, AgentConfig
 from sindri_console.agent.log import get_logger
@@ -55,6 +55,7 @@ MAX_INBOUND_FRAME_BYTES = 16 * 1024 * 1024  # dispatch stdin alone may be 1 MiB 
 DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 SHUTDOWN_ACK_WAIT_SECONDS = 2.0
 MAX_IN_FLIGHT_IDS = 1000
+CONFIG_FIRST_RUN_SECONDS = 30.0
 
 CLOSE_FATAL_AT_CONNECT = {4401, 4403, 4426}
 CLOSE_REREGISTER = {4404, 4410}
@@ -208,6 +209,7 @@ class Agent:
         self._hb_sampler: collectors.CpuSampler | None = None
         self._metrics_sampler: collectors.CpuSampler | None = None
         self._processes = collectors.ProcessCollector()
+        self._last_extensions: list[dict[str, Any]] = []
 
     # ----- public surface used by the other modules -------------------------------------------------
 
@@ -217,7 +219,7 @@ class Agent:
 
     @property
     def capabilities(self) -> list[str]:
-        caps = ["heartbeat", "metrics", "processes", "extensions", "logs"]
+        caps = ["heartbeat", "metrics", "processes", "extensions", "logs", "config"]
         if self.config.commands_enabled:
             caps += ["commands", "scripts"]
         if self.terminals is not None:
@@ -283,6 +285,7 @@ class Agent:
             asyncio.create_task(self._metrics_loop(), name="metrics"),
             asyncio.create_task(self._processes_loop(), name="processes"),
             asyncio.create_task(self._extensions_loop(), name="extensions"),
+            asyncio.create_task(self._config_loop(), name="config"),
             asyncio.create_task(self.log_shipper.run(), name="log-shipper"),
         ]
         if self.log_tailer is not None:
@@ -451,6 +454,7 @@ class Agent:
                 "metricsSeconds": cfg.metrics_seconds,
                 "processesSeconds": cfg.processes_seconds,
                 "extensionsSeconds": cfg.extensions_seconds,
+                "configSeconds": cfg.config_seconds,
             },
             "inFlightCommands": in_flight[:MAX_IN_FLIGHT_IDS],
             "limits": {
@@ -733,12 +737,23 @@ class Agent:
 
     async def _collect_extensions(self, request_id: str | None = None) -> None:
         data = await collectors.extensions_report(self.config.sindri_bin)
+        if data["available"]:
+            self._last_extensions = data["extensions"]
         if request_id:
             data["requestId"] = request_id
         await self.send_report("extensions:report", data)
 
     async def _extensions_loop(self) -> None:
         await self._periodic(self.config.extensions_seconds, 0.0, self._collect_extensions)
+
+    async def _collect_config(self, request_id: str | None = None) -> None:
+        data = await asyncio.to_thread(reports.config_report, self.config, self._last_extensions)
+        if request_id:
+            data["requestId"] = request_id
+        await self.send_report("config:report", data)
+
+    async def _config_loop(self) -> None:
+        await self._periodic(self.config.config_seconds, CONFIG_FIRST_RUN_SECONDS, self._collect_config)
 
     async def _answer_report_request(self, data: dict[str, Any]) -> None:
         request_id = data.get("requestId") if isinstance(data.get("requestId"), str) else None
@@ -749,6 +764,8 @@ class Agent:
                     await self._collect_processes(request_id)
                 elif kind == "extensions":
                     await self._collect_extensions(request_id)
+                elif kind == "config":
+                    await self._collect_config(request_id)
                 else:
                     await self.send_volatile(
                         "error",

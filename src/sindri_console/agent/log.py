@@ -38,6 +38,10 @@ def setup_logging(level: str) -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter())
     logger.addHandler(handler)
+    # Libraries (websockets, httpx) log through the root logger: keep their warnings as JSON lines too.
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    root.handlers = [handler]
     return logger
 
 
