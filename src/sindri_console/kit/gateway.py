@@ -29,6 +29,8 @@ PUBLIC_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TICKET_QUERY = re.compile(r"(ticket|apiKey|api_key)=[^&]*")
 LARGE_BODY_PATHS = {"/api/v1/logs/ingest/batch"}
+# EventSource cannot send headers: the SSE routes also take a single-use `?ticket=` (10-core §13)
+TICKET_ROUTES = {"/api/v1/logs/stream", "/api/v1/instances/:instanceId/logs/stream"}
 
 
 class BodyTooLarge(Exception):
@@ -72,6 +74,21 @@ async def _send_error(send: Send, err: ApiError, extra_headers: dict[str, str]) 
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return err.status
+
+
+async def _ticket_principal(rt: Any, scope: Scope, ip: str | None) -> Any:
+    """Consume the `ticket` query parameter (atomic, single use) and re-validate its key now."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket") or [None]
+    store = rt.services.get("tickets")
+    ticket = await store.consume(values[0]) if store is not None else None
+    if ticket is None:
+        raise AuthFailure("Invalid or expired ticket")
+    principal = await rt.auth.authenticate_key_id(ticket.api_key_id, ip)
+    if principal.user_id != ticket.user_id:
+        raise AuthFailure("Invalid or expired ticket")
+    return principal
 
 
 class Gateway:
@@ -175,7 +192,11 @@ class Gateway:
                 headers={"Retry-After": str(max(1, blocked.reset - int(time.time())))},
                 extra={"retryAfter": max(1, blocked.reset - int(time.time()))}), extra)
         try:
-            principal = await rt.auth.authenticate(extract_raw_key(headers), ip)
+            raw_key = extract_raw_key(headers)
+            if raw_key is None and rule.path in TICKET_ROUTES and b"ticket=" in scope.get("query_string", b""):
+                principal = await _ticket_principal(rt, scope, ip)
+            else:
+                principal = await rt.auth.authenticate(raw_key, ip)
         except AuthFailure as exc:
             await rt.limiter.hit("auth_fail", fail_key)
             return await _send_error(send, ApiError(401, exc.message), extra)
