@@ -1,0 +1,43 @@
+"""Start the browser service (one distributor per replica) and its 60 s principal re-check loop."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sindri_console.domains.browser.service import RECHECK_SECONDS, BrowserService
+from sindri_console.loops.base import LoopSpec
+from sindri_console.runtime import Runtime
+
+_TICKET = re.compile(r"(ticket=)[^&\s\"]*")
+
+
+class TicketRedaction(logging.Filter):
+    """uvicorn logs `"WebSocket /ws?ticket=…" [accepted]`: the ticket value never reaches a log (40 §8.1)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_TICKET.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str) and "ticket=" in record.msg:
+            record.msg = _TICKET.sub(r"\1***", record.msg)
+        return True
+
+
+def _install_redaction() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, TicketRedaction) for f in logger.filters):
+        logger.addFilter(TicketRedaction())
+
+
+async def startup(rt: Runtime) -> None:
+    _install_redaction()
+    service = BrowserService(rt)
+    rt.services["browser"] = service
+    await service.start()
+    rt.loops.add(LoopSpec("browser-principal-recheck", RECHECK_SECONDS, service.recheck))
+
+
+async def shutdown(rt: Runtime) -> None:
+    service = rt.services.get("browser")
+    if service is not None:
+        await service.stop()
