@@ -54,10 +54,14 @@ class CommandExecution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # sent_at + timeout_ms + COMMAND_RESULT_GRACE_SECONDS, set with sent_at so the sweeper's
+    # no-result deadline (40 §6.5) is one indexed comparison on both dialects
+    result_deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index("ix_command_executions_instance_id_status_created_at", "instance_id", "status", "created_at"),
         Index("ix_command_executions_status_expires_at", "status", "expires_at"),
+        Index("ix_command_executions_status_result_deadline_at", "status", "result_deadline_at"),
         Index("ix_command_executions_created_at_id", "created_at", "id"),
         Index("ix_command_executions_batch_id", "batch_id"),
         Index("ix_command_executions_task_run_id", "task_run_id"),

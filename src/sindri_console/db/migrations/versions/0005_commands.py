@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('started_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
     sa.Column('completed_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
     sa.Column('expires_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('result_deadline_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['instance_id'], ['instance.id'], name=op.f('fk_command_executions_instance_id_instance'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_command_executions_user_id_user_account'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_command_executions'))
@@ -66,6 +67,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_command_executions_instance_id_status_created_at', ['instance_id', 'status', 'created_at'], unique=False)
         batch_op.create_index('ix_command_executions_remediation_id', ['remediation_id'], unique=False)
         batch_op.create_index('ix_command_executions_status_expires_at', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_command_executions_status_result_deadline_at', ['status', 'result_deadline_at'], unique=False)
         batch_op.create_index('ix_command_executions_task_run_id', ['task_run_id'], unique=False)
         batch_op.create_index('ix_command_executions_user_id_created_at', ['user_id', 'created_at'], unique=False)
 
@@ -74,6 +76,7 @@ def downgrade() -> None:
     with op.batch_alter_table('command_executions', schema=None) as batch_op:
         batch_op.drop_index('ix_command_executions_user_id_created_at')
         batch_op.drop_index('ix_command_executions_task_run_id')
+        batch_op.drop_index('ix_command_executions_status_result_deadline_at')
         batch_op.drop_index('ix_command_executions_status_expires_at')
         batch_op.drop_index('ix_command_executions_remediation_id')
         batch_op.drop_index('ix_command_executions_instance_id_status_created_at')
