@@ -44,7 +44,8 @@ async def test_registers_then_says_hello_with_capabilities(console, agents, make
     assert data["agentVersion"] == __version__
     assert data["protocolVersion"] == "1.0"
     assert set(data["capabilities"]) == {
-        "heartbeat", "metrics", "processes", "extensions", "logs", "config", "commands", "scripts", "terminal",
+        "heartbeat", "metrics", "processes", "extensions", "logs", "packages", "config", "commands", "scripts",
+        "terminal",
     }
     assert data["intervals"]["heartbeatSeconds"] == 0.5
     assert data["inFlightCommands"] == []
@@ -57,7 +58,7 @@ async def test_capabilities_follow_the_switches(console, agents, make_config):
     agents.start(make_config(SINDRI_AGENT_COMMANDS="false", SINDRI_AGENT_TERMINAL="false"))
     sock = await console.wait_socket(1)
     assert set(sock.hello["data"]["capabilities"]) == {
-        "heartbeat", "metrics", "processes", "extensions", "logs", "config",
+        "heartbeat", "metrics", "processes", "extensions", "logs", "packages", "config",
     }
     assert sock.hello["data"]["limits"]["maxTerminals"] == 0
 
@@ -103,8 +104,9 @@ async def test_heartbeat_metrics_and_reports(console, agents, make_config):
     assert extensions["extensions"] == []
 
 
-async def test_report_request_answers_with_request_id(console, agents, make_config):
-    agents.start(make_config(SINDRI_AGENT_PROCESSES="3600", SINDRI_AGENT_EXTENSIONS="3600"))
+async def test_report_request_answers_with_request_id(console, agents, make_config, tmp_path):
+    agents.start(make_config(SINDRI_AGENT_PROCESSES="3600", SINDRI_AGENT_EXTENSIONS="3600",
+                             SINDRI_AGENT_NPM_ROOTS=str(tmp_path)))
     sock = await console.wait_socket(1)
     await sock.send("report:request", {"requestId": "req-7", "kinds": ["processes", "extensions", "packages", "config"]})
     report = await sock.wait_for("processes:report", lambda d: d.get("requestId") == "req-7")
@@ -117,8 +119,16 @@ async def test_report_request_answers_with_request_id(console, agents, make_conf
     assert config["resources"]["cpuCount"] >= 1 and config["resources"]["memoryTotalBytes"] > 0
     assert config["network"]["listeningPorts"] == sorted(config["network"]["listeningPorts"])
     assert config["os"]["kernel"]
-    error = await sock.wait_for("error", lambda d: d.get("refId") == "req-7")
-    assert "packages" in error["data"]["message"]
+    packages = (await sock.wait_for("packages:report", lambda d: d.get("requestId") == "req-7", within=60))["data"]
+    assert packages["osRelease"]["id"]
+    assert packages["collectors"] and all({"ecosystem", "tool", "available", "count", "durationMs"} <= set(c)
+                                          for c in packages["collectors"])
+    assert packages["truncated"] is False
+    keys = [(p["ecosystem"], p["name"], p["version"]) for p in packages["packages"]]
+    assert len(keys) == len(set(keys))
+    await sock.send("report:request", {"requestId": "req-8", "kinds": ["llm_usage"]})
+    error = await sock.wait_for("error", lambda d: d.get("refId") == "req-8")
+    assert "llm_usage" in error["data"]["message"]
 
 
 async def test_app_ping_gets_pong_and_unknown_type_gets_error(console, agents, make_config):

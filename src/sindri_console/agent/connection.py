@@ -23,6 +23,7 @@ from sindri_console import __version__
 from sindri_console.agent import collectors, reports
 from sindri_console.agent.commands import CommandRunner
 from sindri_console.agent.config import EXIT_CONFIG, AgentConfig
+from sindri_console.agent.inventory import Inventory
 from sindri_console.agent.log import get_logger
 from sindri_console.agent.logtail import LogShipper, LogTailer
 from sindri_console.agent.protocol import (
@@ -56,6 +57,7 @@ DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 SHUTDOWN_ACK_WAIT_SECONDS = 2.0
 MAX_IN_FLIGHT_IDS = 1000
 CONFIG_FIRST_RUN_SECONDS = 30.0
+PACKAGES_FIRST_RUN_SECONDS = 60.0
 
 CLOSE_FATAL_AT_CONNECT = {4401, 4403, 4426}
 CLOSE_REREGISTER = {4404, 4410}
@@ -210,6 +212,7 @@ class Agent:
         self._metrics_sampler: collectors.CpuSampler | None = None
         self._processes = collectors.ProcessCollector()
         self._last_extensions: list[dict[str, Any]] = []
+        self._inventory = Inventory(config)
 
     # ----- public surface used by the other modules -------------------------------------------------
 
@@ -219,7 +222,7 @@ class Agent:
 
     @property
     def capabilities(self) -> list[str]:
-        caps = ["heartbeat", "metrics", "processes", "extensions", "logs", "config"]
+        caps = ["heartbeat", "metrics", "processes", "extensions", "logs", "packages", "config"]
         if self.config.commands_enabled:
             caps += ["commands", "scripts"]
         if self.terminals is not None:
@@ -286,6 +289,7 @@ class Agent:
             asyncio.create_task(self._processes_loop(), name="processes"),
             asyncio.create_task(self._extensions_loop(), name="extensions"),
             asyncio.create_task(self._config_loop(), name="config"),
+            asyncio.create_task(self._packages_loop(), name="packages"),
             asyncio.create_task(self.log_shipper.run(), name="log-shipper"),
         ]
         if self.log_tailer is not None:
@@ -454,6 +458,7 @@ class Agent:
                 "metricsSeconds": cfg.metrics_seconds,
                 "processesSeconds": cfg.processes_seconds,
                 "extensionsSeconds": cfg.extensions_seconds,
+                "packagesSeconds": cfg.inventory_seconds,
                 "configSeconds": cfg.config_seconds,
             },
             "inFlightCommands": in_flight[:MAX_IN_FLIGHT_IDS],
@@ -755,6 +760,20 @@ class Agent:
     async def _config_loop(self) -> None:
         await self._periodic(self.config.config_seconds, CONFIG_FIRST_RUN_SECONDS, self._collect_config)
 
+    async def _collect_packages(self, request_id: str | None = None) -> None:
+        data = await self._inventory.collect()
+        if request_id:
+            data["requestId"] = request_id
+        budget = self.max_frame_bytes - 64 * 1024
+        while data["packages"] and len(encode({"data": data}).encode("utf-8")) > budget:
+            # Stay inside the console's frame limit; the report says it is incomplete.
+            data["packages"] = data["packages"][: len(data["packages"]) * 3 // 4]
+            data["truncated"] = True
+        await self.send_report("packages:report", data)
+
+    async def _packages_loop(self) -> None:
+        await self._periodic(self.config.inventory_seconds, PACKAGES_FIRST_RUN_SECONDS, self._collect_packages)
+
     async def _answer_report_request(self, data: dict[str, Any]) -> None:
         request_id = data.get("requestId") if isinstance(data.get("requestId"), str) else None
         kinds = data.get("kinds") if isinstance(data.get("kinds"), list) else []
@@ -766,6 +785,8 @@ class Agent:
                     await self._collect_extensions(request_id)
                 elif kind == "config":
                     await self._collect_config(request_id)
+                elif kind == "packages":
+                    await self._collect_packages(request_id)
                 else:
                     await self.send_volatile(
                         "error",
