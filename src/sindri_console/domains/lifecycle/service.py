@@ -114,6 +114,7 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
     """Accept `req` on `inst` inside `session`; returns the job (and backup), or the 409 sentence."""
     action = req.action
     lower = action.lower()
+    from_status = inst.status  # the compare-and-set below refreshes `inst`
     reason = refusal(name=inst.name, status=inst.status, provider=inst.provider, active_job_id=inst.active_job_id,
                      action=lower, with_backup=req.backup is not None and action == "DESTROY")
     if reason is not None:
@@ -160,7 +161,7 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
         write_event(session, inst.id, "BACKUP", f"Backup requested by {who}", meta, actor_kind="USER",
                     user_id=principal.user_id, job_id=job_id, ts_ms=int(now.timestamp() * 1000))
     job = InstanceJob(
-        id=job_id, instance_id=inst.id, action=action, status="QUEUED", previous_status=inst.status, params=params,
+        id=job_id, instance_id=inst.id, action=action, status="QUEUED", previous_status=from_status, params=params,
         step=None, bulk_id=bulk_id, requested_by=principal.user_id, created_at=now,
     )
     session.add(job)
