@@ -28,3 +28,13 @@ class Replica(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
     hostname: Mapped[str | None] = mapped_column(String(253))
     pid: Mapped[int | None] = mapped_column()
+
+
+class SystemState(Base):
+    """Small facts the product keeps about itself (e.g. the region table version last applied)."""
+
+    __tablename__ = "system_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

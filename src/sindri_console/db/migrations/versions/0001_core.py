@@ -273,11 +273,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('instance_status_history', schema=None) as batch_op:
         batch_op.create_index('ix_instance_status_history_instance_id_changed_at', ['instance_id', 'changed_at'], unique=False)
+    op.create_table('system_state',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=256), nullable=False),
+    sa.Column('updated_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_system_state'))
+    )
     op.create_index('uq_user_account_email_lower', 'user_account', [sa.text('lower(email)')], unique=True)
     op.create_index('uq_team_name_lower', 'team', [sa.text('lower(name)')], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_table('system_state')
     op.drop_index('uq_team_name_lower', table_name='team')
     op.drop_index('uq_user_account_email_lower', table_name='user_account')
     with op.batch_alter_table('instance_status_history', schema=None) as batch_op:
