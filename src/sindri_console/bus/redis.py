@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from sindri_console.bus.base import Bus
+from sindri_console.bus.base import Bus, topic_matches
 
 log = structlog.get_logger("sindri_console.bus")
 PREFIX = "sindri:"
@@ -97,13 +97,26 @@ class RedisBus(Bus):
                 except (ValueError, TypeError):
                     continue
                 if isinstance(payload, dict):
-                    self._deliver_local(topic_of(ch), payload)
+                    pattern = msg.get("pattern")
+                    pattern = pattern.decode() if isinstance(pattern, bytes) else pattern
+                    self._deliver_for_pattern(pattern, topic_of(ch), payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("bus_read_error", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 await self._resubscribe()
+
+    def _deliver_for_pattern(self, pattern: str | None, topic: str, payload: dict[str, Any]) -> None:
+        """Redis sends one pmessage per matching pattern of the connection: each subscription takes the
+        message only from the pmessage of its own first matching pattern, so it receives it once."""
+        if pattern is None:
+            self._deliver_local(topic, payload)
+            return
+        for sub in list(self._subs):
+            first = next((p for p in sub.patterns if topic_matches(p, topic)), None)
+            if first is not None and channel_of(first) == pattern:
+                sub.offer(topic, payload)
 
     async def _resubscribe(self) -> None:
         try:
