@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 from sqlalchemy import select
+from tests.domains.lifecycle.helpers import events_of, get_instance, lifecycle, wait_job
+from tests.fakes.fake_sindri import FakeSindri
 
 from sindri_console.models.audit import AuditLog
-from tests.domains.lifecycle.conftest import events_of, get_instance, lifecycle, wait_job
-from tests.fakes.fake_sindri import FakeSindri
 
 
 async def test_suspend_needs_operator_and_runs_stop_with_a_written_config(
@@ -116,7 +116,7 @@ async def test_timeout_ends_timed_out_and_kills_the_process(
     fake.control(sleep=30)
     inst = await console.register(admin, "web-5")
     r = await console.client.post(f"/api/v1/instances/{inst['id']}/suspend", headers=console.auth(operator))
-    job = await wait_job(console, operator, inst["id"], r.json()["job"]["id"], timeout=20)
+    job = await wait_job(console, operator, inst["id"], r.json()["job"]["id"], within=20)
     assert job["status"] == "TIMED_OUT"
     assert job["error"] == "sindri stop did not finish within 1 s and was stopped"
     assert (await get_instance(console, operator, inst["id"]))["status"] == "RUNNING"

@@ -165,6 +165,8 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
         step=None, bulk_id=bulk_id, requested_by=principal.user_id, created_at=now,
     )
     session.add(job)
+    # No ORM relationship orders the inserts: the job row must exist before the backup that references it.
+    await session.flush()
     if req.backup is not None:
         assert req.backup.label is not None
         backup_row = Backup(
