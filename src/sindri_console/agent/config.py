@@ -10,22 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sindri_console.agent.util import hostname
+from sindri_console.kit.providers import PROVIDER_ALIASES
 
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h: the agent cannot run with this configuration
 
-PROVIDER_ALIASES = {
-    "k8s": "kubernetes",
-    "kube": "kubernetes",
-    "do": "digitalocean",
-    "gce": "gcp",
-    "google": "gcp",
-    "gcloud": "gcp",
-    "ec2": "aws",
-    "amazon": "aws",
-    "fly.io": "fly",
-    "flyio": "fly",
-    "az": "azure",
-}
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 _TRUE = {"1", "true", "yes", "on"}

@@ -31,6 +31,8 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
 from importlib import resources
 
+from sindri_console.kit.providers import PROVIDER_ALIASES, PROVIDERS, normalise_provider
+
 __all__ = [
     "DEFAULT_LOCATION_LABEL",
     "GENERIC_REGIONS",
@@ -51,37 +53,6 @@ __all__ = [
 ]
 
 # Canonical providers, in the order of 10-core §5.1.
-PROVIDERS: tuple[str, ...] = (
-    "fly",
-    "docker",
-    "devpod",
-    "e2b",
-    "kubernetes",
-    "runpod",
-    "northflank",
-    "digitalocean",
-    "gcp",
-    "azure",
-    "aws",
-    "ssh",
-)
-
-# 40-agent-protocol §2.3, plus `docker-compose` (20-ops: a compose deployment is a docker instance).
-PROVIDER_ALIASES: dict[str, str] = {
-    "k8s": "kubernetes",
-    "kube": "kubernetes",
-    "do": "digitalocean",
-    "gce": "gcp",
-    "google": "gcp",
-    "gcloud": "gcp",
-    "ec2": "aws",
-    "amazon": "aws",
-    "fly.io": "fly",
-    "flyio": "fly",
-    "az": "azure",
-    "docker-compose": "docker",
-}
-
 # Region names that say nothing about a place (10-core §5.6); the table never holds them.
 GENERIC_REGIONS: frozenset[str] = frozenset({"local", "default", "production", "staging"})
 
@@ -95,16 +66,6 @@ _TABLE_PATH: tuple[str, ...] = ("data", "region_coordinates.csv")
 
 # A plain decimal number: no `nan`, `inf`, underscores or hex that float() would also accept.
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def normalise_provider(value: str) -> str | None:
-    """Canonical provider for ``value`` (trimmed, any case, aliases applied); None when unknown."""
-    if not isinstance(value, str):
-        return None
-    key = value.strip().lower()
-    if key in PROVIDERS:
-        return key
-    return PROVIDER_ALIASES.get(key)
 
 
 def is_generic_region(region: str | None) -> bool:
