@@ -87,7 +87,10 @@ async def store_samples(session: AsyncSession, dialect: Dialect, samples: list[M
             where=lt.c.ts_ms < up.excluded.ts_ms,
         )
         await session.execute(up)
-    watermark = await session.scalar(select(RollupState.watermark_ms).where(RollupState.name == "1m"))
+    # shared row lock: a concurrent rollup (which locks the row for update) either sees this point
+    # or advances the watermark before we read it, so a late point is never lost (rollup.py)
+    watermark = await session.scalar(
+        select(RollupState.watermark_ms).where(RollupState.name == "1m").with_for_update(read=True))
     if watermark is not None:
         late = {(s.instance_id, s.ts_ms // MINUTE_MS * MINUTE_MS) for s in stored if s.ts_ms < watermark}
         if late:
