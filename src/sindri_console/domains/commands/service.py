@@ -246,7 +246,9 @@ async def create_batch(rt: Runtime, principal: Principal, instance_ids: list[str
                     s.add(_new_row(rt, principal, spec, iid, cid, batch_id, now))
                 if spec.mode == "SCRIPT":
                     meta: dict[str, Any] = {"batchId": batch_id, "instanceIds": list(accepted),
-                                            "interpreter": spec.interpreter, "scriptSha256": spec.script_sha256,
+                                            "interpreter": spec.interpreter,
+                                            # prefixed: the audit writer redacts bare 64-hex values as keys
+                                            "scriptSha256": f"sha256:{spec.script_sha256}",
                                             "scriptBytes": len(spec.script.encode("utf-8")) if spec.script else 0,
                                             "envKeys": list(spec.env)}
                 else:
