@@ -2,7 +2,8 @@
 
 One `LogStreamHub` per replica holds ONE bus subscription (`instance.*.logs` + `scope.changed`) and
 fans entries out to bounded per-client queues; each entry is JSON-encoded once, whatever the number
-of clients. A client whose queue overflows is told to `reconnect` (`overflow`) and closed: it
+of clients. A queue item is the matching part of one bus message (one ingest request), so a
+1000-entry batch takes one slot of the `SSE_CLIENT_QUEUE_SIZE` budget, not all of it. A client whose queue overflows is told to `reconnect` (`overflow`) and closed: it
 resumes from the database with its `Last-Event-ID`, so a slow client never holds server memory.
 """
 
@@ -64,7 +65,7 @@ class StreamClient:
         self.filter = f
         self.single_instance = single_instance
         self.instance_ids: set[str] | None = set(f.instance_ids) if f.instance_ids else None
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=queue_size)
+        self.queue: asyncio.Queue[list[tuple[int, str]]] = asyncio.Queue(maxsize=queue_size)
         self.wake = asyncio.Event()
         self.closing: str | None = None
         self.recheck_now = False
@@ -82,11 +83,12 @@ class StreamClient:
     def needs_team(self) -> bool:
         return self.instance_ids is None and not self.principal.unrestricted
 
-    def offer(self, seq: int, data: str) -> None:
+    def offer(self, events: list[tuple[int, str]]) -> None:
+        """Queue (seq, encoded event) pairs of one bus message; a full queue ends the stream (overflow)."""
         if self.closing is not None:
             return
         try:
-            self.queue.put_nowait((seq, data))
+            self.queue.put_nowait(events)
         except asyncio.QueueFull:
             self.close("overflow")
             return
@@ -213,13 +215,17 @@ class LogStreamHub:
         targets = [c for c in self.clients if c.closing is None and c.sees(instance_id, team)]
         if not targets:
             return
-        for entry in entries:
-            encoded: str | None = None
-            for client in targets:
+        encoded: dict[int, str] = {}
+        for client in targets:
+            events = []
+            for i, entry in enumerate(entries):
                 if entry_matches(client.filter, entry):
-                    if encoded is None:
-                        encoded = _sse("log", entry, entry["seq"])
-                    client.offer(entry["seq"], encoded)
+                    data = encoded.get(i)
+                    if data is None:
+                        data = encoded[i] = _sse("log", entry, entry["seq"])
+                    events.append((entry["seq"], data))
+            if events:
+                client.offer(events)
 
     def _scope_changed(self, payload: dict[str, Any]) -> None:
         users = set(payload.get("userIds") or [])
@@ -326,10 +332,10 @@ async def open_stream(request: Request, principal: Principal, f: LogFilter, *,
                 if not client.queue.empty():
                     parts = []
                     while not client.queue.empty():
-                        seq, data = client.queue.get_nowait()
-                        if seq > last_seq:  # drop what the replay already delivered
-                            parts.append(data)
-                            last_seq = seq
+                        for seq, data in client.queue.get_nowait():
+                            if seq > last_seq:  # drop what the replay already delivered
+                                parts.append(data)
+                                last_seq = seq
                     if parts:
                         yield "".join(parts)
                     continue
