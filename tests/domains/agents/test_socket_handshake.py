@@ -7,40 +7,20 @@ import json
 from typing import Any
 
 import pytest
-
-from tests.domains.agents.conftest import (
+from tests.domains.agents.helpers import (
+    TERMFIX,
     close_code,
+    d_heartbeat,
     eventually,
     fixture_frame,
+    get_instance,
     no_frame,
-    now_iso_ns,
+    register_fixture,
 )
-
-TERMFIX = "wire-termfix-full.jsonl"
-FULL = "wire-v1.1.0-full.jsonl"
-
-
-async def register_fixture(console: Any, name: str = FULL) -> dict[str, Any]:
-    line = fixture_frame(name, 1)
-    headers = {k: v for k, v in line["headers"].items() if k in ("Content-Type", "X-Agent-Version", "User-Agent")}
-    headers["Authorization"] = f"Bearer {console.bootstrap_key}"
-    r = await console.client.post("/api/v1/instances", content=line["body"], headers=headers)
-    assert r.status_code in (200, 201), r.text
-    return r.json()  # type: ignore[no-any-return]
-
-
-def d_heartbeat(instance_id: str = "cm0000000000000000000001", uptime: int = 2) -> str:
-    frame = fixture_frame(TERMFIX, 6)["frame"]
-    frame["payload"]["instance_id"] = instance_id
-    frame["payload"]["timestamp"] = now_iso_ns()
-    frame["payload"]["uptime_seconds"] = uptime
-    return json.dumps(frame)
 
 
 async def instance(console: Any, admin: str, iid: str) -> dict[str, Any]:
-    r = await console.client.get(f"/api/v1/instances/{iid}", headers=console.auth(admin))
-    assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return await get_instance(console, admin, iid)
 
 
 async def test_no_credentials_4401(server: Any) -> None:

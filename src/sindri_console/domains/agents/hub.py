@@ -35,6 +35,8 @@ class AgentHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._report_waiters: dict[tuple[str, str], asyncio.Event] = {}
         self.closing = False
+        self._none_open = asyncio.Event()
+        self._none_open.set()
 
     # ---- registry -------------------------------------------------------------------------------
 
@@ -47,9 +49,12 @@ class AgentHub:
 
     def track(self, conn: AgentSocket) -> None:
         self._all.add(conn)
+        self._none_open.clear()
 
     def untrack(self, conn: AgentSocket) -> None:
         self._all.discard(conn)
+        if not self._all:
+            self._none_open.set()
 
     async def attach(self, conn: AgentSocket) -> None:
         assert conn.instance_id is not None
@@ -64,7 +69,7 @@ class AgentHub:
 
     # ---- report requests (§5.3) ---------------------------------------------------------------
 
-    async def request_report(self, instance_id: str, kind: str, timeout: float) -> bool | None:
+    async def request_report(self, instance_id: str, kind: str, within: float) -> bool:
         """Ask the instance's agent (on any replica) for a report; True when it arrived in time,
         False on timeout. The caller checked that the agent is connected and capable."""
         request_id = new_id()
@@ -74,7 +79,7 @@ class AgentHub:
             await self.rt.bus.publish(f"agent.{instance_id}.control",
                                       {"op": "report", "requestId": request_id, "kinds": [kind]})
             try:
-                await asyncio.wait_for(event.wait(), timeout)
+                await asyncio.wait_for(event.wait(), within)
                 return True
             except TimeoutError:
                 return False
@@ -101,10 +106,9 @@ class AgentHub:
         conns = list(self._all)
         await asyncio.gather(*(c.close_with(1001, "Server shutting down") for c in conns), return_exceptions=True)
         # let the handlers record their close
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 5
-        while self._all and loop.time() < end:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self._none_open.wait()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

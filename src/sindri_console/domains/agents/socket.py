@@ -107,6 +107,8 @@ class AgentSocket:
         self.identity_mismatches = 0
         self._dropped = 0
         self.pending_jobs = 0
+        self.idle = asyncio.Event()  # set when no writer job of this socket is pending
+        self.idle.set()
         # pending identification
         self.held: deque[Frame] = deque()
         self.held_bytes = 0
@@ -339,9 +341,10 @@ class AgentSocket:
                                           to_iso(utcnow()) or ""))
 
     async def _wait_pending(self) -> None:
-        end = time.monotonic() + 10
-        while self.pending_jobs > 0 and time.monotonic() < end:
-            await asyncio.sleep(0.02)
+        """Frames already queued are committed before the close is recorded."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.idle.wait()
 
     async def _receive_loop(self) -> tuple[int, str]:
         settings = self.rt.settings

@@ -65,19 +65,18 @@ class IngestWriter:
             await self._task
         self._task = None
 
-    async def drain(self, timeout: float = 10.0) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while (not self.queue.empty() or self._busy) and loop.time() < end:
-            await asyncio.sleep(0.01)
-
-    _busy = False
+    async def drain(self) -> None:
+        """Wait (at most 10 s) until every queued job has been committed or failed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.queue.join()
 
     async def submit(self, job: Job, *, wait: bool) -> str | None:
         """Queue a job; with `wait`, return once its batch committed (raises when it failed)."""
         if wait:
             job.done = asyncio.get_running_loop().create_future()
         job.conn.pending_jobs += 1
+        job.conn.idle.clear()
         await self.queue.put(job)  # a full queue slows the sockets down (TCP back-pressure), never drops
         if job.done is not None:
             return await job.done
@@ -86,10 +85,9 @@ class IngestWriter:
     async def _run(self) -> None:
         while True:
             first = await self.queue.get()
-            self._busy = True
+            batch = [first]
             try:
                 await asyncio.sleep(BATCH_WINDOW_SECONDS)
-                batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:
                         batch.append(self.queue.get_nowait())
@@ -97,7 +95,8 @@ class IngestWriter:
                         break
                 await self._commit_safely(batch)
             finally:
-                self._busy = False
+                for _ in batch:
+                    self.queue.task_done()
 
     async def _commit_safely(self, batch: list[Job]) -> None:
         try:
@@ -118,6 +117,8 @@ class IngestWriter:
                 exc: Exception | None = None) -> None:
         for i, job in enumerate(batch):
             job.conn.pending_jobs -= 1
+            if job.conn.pending_jobs <= 0:
+                job.conn.idle.set()
             if job.done is not None and not job.done.done():
                 if exc is not None:
                     job.done.set_exception(exc)
