@@ -211,3 +211,12 @@ async def test_audit_route(console, admin):
     ts = [e["timestamp"] for e in (await console.client.get("/api/v1/audit", headers=console.auth(admin))
                                    ).json()["data"]]
     assert ts == sorted(ts, reverse=True)
+
+
+async def test_patch_user_rejects_nulls_for_required_fields(console, admin):
+    uid, _ = await console.user("VIEWER")
+    for body in ({"role": None}, {"email": None}, {"isActive": None}, {"role": "boss"}):
+        r = await console.client.patch(f"/api/v1/admin/users/{uid}", headers=console.auth(admin), json=body)
+        assert r.status_code == 422, body
+    r = await console.client.patch(f"/api/v1/admin/users/{uid}", headers=console.auth(admin), json={"name": None})
+    assert r.status_code == 200 and r.json()["name"] is None

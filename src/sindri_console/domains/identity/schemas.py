@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sindri_console.kit.rbac import ROLE_NAMES
 from sindri_console.kit.schema import ApiModel, IsoDatetime, OutModel
@@ -31,29 +31,41 @@ def _email(value: Any) -> Any:
     return v.lower()
 
 
+def _trimmed(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _required_role(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must be one of " + ", ".join(ROLE_NAMES))
+    return _role(value)
+
+
+def _required_email(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must be an email address")
+    return _email(value)
+
+
+RoleCap = Annotated[str | None, BeforeValidator(_role)]
+RoleName = Annotated[str, BeforeValidator(_required_role)]
+Email = Annotated[str, BeforeValidator(_required_email)]
+KeyName = Annotated[str, BeforeValidator(_trimmed), Field(min_length=1, max_length=100)]
+
+
 class KeyCreate(ApiModel):
-    name: str = Field(min_length=1, max_length=100)
-    role: str | None = None
+    name: KeyName
+    role: RoleCap = None
     expires_in_days: int | None = None
     expires_at: IsoDatetime | None = None
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _trim(cls, v: Any) -> Any:
-        return v.strip() if isinstance(v, str) else v
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        return _role(v)
 
 
 class AdminKeyCreate(ApiModel):
     kind: Literal["USER", "AGENT"]
     user_id: str | None = Field(default=None, max_length=128)
     instance_id: str | None = Field(default=None, max_length=128)
-    name: str = Field(default="api key", min_length=1, max_length=100)
-    role: str | None = None
+    name: KeyName = "api key"
+    role: RoleCap = None
     expires_in_days: int | None = None
     expires_at: IsoDatetime | None = None
 
@@ -62,65 +74,31 @@ class AdminKeyCreate(ApiModel):
     def _k(cls, v: Any) -> Any:
         return v.strip().upper() if isinstance(v, str) else v
 
-    @field_validator("name", mode="before")
-    @classmethod
-    def _trim(cls, v: Any) -> Any:
-        return v.strip() if isinstance(v, str) else v
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        return _role(v)
-
 
 class UserCreate(ApiModel):
-    email: str
+    email: Email
     name: str | None = Field(default=None, max_length=128)
-    role: str = "VIEWER"
+    role: RoleName = "VIEWER"
     is_active: bool = True
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _e(cls, v: Any) -> Any:
-        return _email(v)
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("must be one of " + ", ".join(ROLE_NAMES))
-        return _role(v)
 
 
 class UserPatch(ApiModel):
-    email: str | None = None
+    email: Email | None = None
     name: str | None = Field(default=None, max_length=128)
-    role: str | None = None
+    role: RoleName | None = None
     is_active: bool | None = None
 
-    @field_validator("email", mode="before")
-    @classmethod
-    def _e(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("must be an email address")
-        return _email(v)
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("must be one of " + ", ".join(ROLE_NAMES))
-        return _role(v)
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> UserPatch:
+        for name in ("email", "role", "is_active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
 
 
 class MemberIn(ApiModel):
     user_id: str = Field(min_length=1, max_length=128)
-    role: str | None = None
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        return _role(v)
+    role: RoleCap = None
 
 
 class TeamCreate(ApiModel):
@@ -149,12 +127,7 @@ class TeamPatch(ApiModel):
 
 
 class MemberPatch(ApiModel):
-    role: str | None
-
-    @field_validator("role", mode="before")
-    @classmethod
-    def _r(cls, v: Any) -> Any:
-        return _role(v)
+    role: RoleCap
 
 
 class TeamInstancesIn(ApiModel):
