@@ -1183,3 +1183,49 @@ def apply_overrides(
         default_flow_style=False,
         width=1000,
     )
+
+
+def resolved_yaml(
+    doc: ParsedYaml | Mapping[Any, Any],
+    *,
+    name: str,
+    provider: str,
+    add_secret_names: Sequence[str] = (),
+    drop_secret_names: Iterable[str] = (),
+) -> str:
+    """The YAML a deployment job hands to the CLI (§7.7 step 2).
+
+    `name` and `deployment.provider` as accepted; `secrets` without the unresolved optional entries
+    (`drop_secret_names`) and extended with `{name, source: env}` for each of `add_secret_names` that is
+    not declared yet (body-only secrets and the console's SINDRI_* variables). The values travel in the
+    CLI's environment only, never in this file.
+    """
+    document = copy.deepcopy(dict(_document(doc)))
+    document["name"] = name
+    deployment = document.get("deployment")
+    deployment = dict(deployment) if isinstance(deployment, Mapping) else {}
+    deployment["provider"] = provider
+    document["deployment"] = deployment
+    dropped = set(drop_secret_names)
+    entries = [
+        entry
+        for entry in (document.get("secrets") or [])
+        if not (isinstance(entry, Mapping) and entry.get("name") in dropped)
+    ]
+    declared = {entry.get("name") for entry in entries if isinstance(entry, Mapping)}
+    for secret_name in add_secret_names:
+        if secret_name not in declared:
+            entries.append({"name": secret_name, "source": "env"})
+            declared.add(secret_name)
+    if entries:
+        document["secrets"] = entries
+    else:
+        document.pop("secrets", None)
+    return yaml.dump(
+        document,
+        Dumper=_PlainDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1000,
+    )

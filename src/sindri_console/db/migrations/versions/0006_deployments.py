@@ -1,4 +1,4 @@
-"""deployments and templates
+"""deployments, templates and the secrets vault table
 
 Revision ID: 0006_deployments
 Revises: 0001_core
@@ -83,7 +83,39 @@ def upgrade() -> None:
         batch_op.create_index('ix_deployments_template_id', ['template_id'], unique=False)
 
 
+    op.create_table('vault_secret',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=256), nullable=False),
+    sa.Column('instance_id', sa.String(length=64), nullable=True),
+    sa.Column('scope_key', sa.String(length=64), nullable=False),
+    sa.Column('description', sa.String(length=512), nullable=True),
+    sa.Column('type', sa.String(length=16), nullable=False),
+    sa.Column('scope', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('kek_id', sa.String(length=16), nullable=False),
+    sa.Column('wrapped_dek', sa.LargeBinary(), nullable=False),
+    sa.Column('dek_nonce', sa.LargeBinary(), nullable=False),
+    sa.Column('value_nonce', sa.LargeBinary(), nullable=False),
+    sa.Column('ciphertext', sa.LargeBinary(), nullable=False),
+    sa.Column('expires_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_by', sa.String(length=64), nullable=True),
+    sa.Column('created_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_rotated_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('last_revealed_at', sindri_console.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('last_revealed_by', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['instance_id'], ['instance.id'], name=op.f('fk_vault_secret_instance_id_instance'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_vault_secret'))
+    )
+    with op.batch_alter_table('vault_secret', schema=None) as batch_op:
+        batch_op.create_index('ix_vault_secret_expires_at', ['expires_at'], unique=False)
+        batch_op.create_index('ix_vault_secret_instance_id', ['instance_id'], unique=False)
+        batch_op.create_index('ix_vault_secret_kek_id', ['kek_id'], unique=False)
+        batch_op.create_index('uq_vault_secret_name_scope_key', ['name', 'scope_key'], unique=True)
+
+
 def downgrade() -> None:
+    op.drop_table('vault_secret')
     op.drop_table('deployments')
     op.drop_table('template_seed_marks')
     op.drop_table('deployment_templates')
