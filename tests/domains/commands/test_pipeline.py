@@ -301,3 +301,19 @@ async def test_instance_removal_cancels_active_commands(console: Any, admin: str
         active = (await s.scalars(select(CommandExecution.id).where(CommandExecution.status.in_(
             ("QUEUED", "SENT", "RUNNING"))))).all()
     assert active == []
+
+
+async def test_retention_task_deletes_old_terminal_rows_only(console: Any, admin: str) -> None:
+    from sindri_console.loops.retention import retention_tasks
+
+    iid, conn = await _setup(console, admin)
+    done = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
+    active = (await _post(console, admin, {"instanceId": iid, "command": "y", "wait": False})).json()["id"]
+    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": done, "exitCode": 0}, None)
+    task = retention_tasks()["command_executions"]
+    assert await task(console.rt, 100) == 0
+    clock.advance(91 * 86_400)
+    assert await task(console.rt, 100) == 1
+    async with console.rt.db.read() as s:
+        left = (await s.scalars(select(CommandExecution.id))).all()
+    assert left == [active]

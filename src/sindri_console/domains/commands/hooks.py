@@ -1,5 +1,5 @@
 """Start-up of the commands domain: the waiter distributor, the removal hook, the command sweeper
-(40 §6.5, §13) and commands retention (20-ops §11.2)."""
+(40 §6.5, §13) and the commands task of the retention loop (20-ops §11.2)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.commands import pipeline
@@ -17,6 +18,7 @@ from sindri_console.domains.commands.state import (
     QUEUED,
     RUNNING,
     SENT,
+    TERMINAL_STATUSES,
     TIMED_OUT,
     transition_many,
 )
@@ -24,6 +26,7 @@ from sindri_console.domains.commands.waiters import CommandWaiters
 from sindri_console.domains.instances.removal import on_removal
 from sindri_console.kit.clock import utcnow
 from sindri_console.loops.base import LoopSpec
+from sindri_console.loops.retention import delete_expired, register_retention
 from sindri_console.models.commands import CommandExecution
 from sindri_console.runtime import Runtime
 
@@ -32,8 +35,6 @@ log = structlog.get_logger("sindri_console.commands")
 EXPIRED_MESSAGE = "The agent did not take the command before it expired"
 NO_RESULT_MESSAGE = "The agent did not report a result in time"
 REDRIVE_AFTER_SECONDS = 5
-RETENTION_INTERVAL_SECONDS = 3600
-RETENTION_MAX_BATCHES = 20
 
 
 async def cancel_on_removal(session: AsyncSession, instance_id: str, status: str, now: datetime) -> None:
@@ -71,19 +72,13 @@ async def sweep(rt: Runtime) -> dict[str, int]:
     return counts
 
 
-async def purge(rt: Runtime) -> int:
-    """Delete terminal commands completed more than COMMAND_RETENTION_DAYS ago, in batches."""
+async def purge_batch(rt: Runtime, batch: int) -> int:
+    """Retention task (20-ops §11.2): one batch of terminal commands completed more than
+    COMMAND_RETENTION_DAYS ago that no task run or remediation references."""
     cutoff = utcnow() - timedelta(days=rt.settings.COMMAND_RETENTION_DAYS)
-    total = 0
-    for _ in range(RETENTION_MAX_BATCHES):
-        async with rt.db.write() as s:
-            n = await repo.delete_old_terminal(s, cutoff)
-        total += n
-        if n < repo.RETENTION_BATCH:
-            break
-    if total:
-        log.info("command_retention", deleted=total)
-    return total
+    expired = and_(CommandExecution.status.in_(TERMINAL_STATUSES), CommandExecution.completed_at < cutoff,
+                   CommandExecution.task_run_id.is_(None), CommandExecution.remediation_id.is_(None))
+    return await delete_expired(rt.db, CommandExecution.__table__, expired, batch)
 
 
 async def startup(rt: Runtime) -> None:
@@ -95,12 +90,8 @@ async def startup(rt: Runtime) -> None:
     async def sweep_tick() -> Any:
         return await sweep(rt)
 
-    async def purge_tick() -> Any:
-        return await purge(rt)
-
     rt.loops.add(LoopSpec("command-sweeper", rt.settings.COMMAND_SWEEP_SECONDS, sweep_tick, lease="command-sweeper"))
-    rt.loops.add(LoopSpec("command-retention", RETENTION_INTERVAL_SECONDS, purge_tick, lease="command-retention",
-                          lease_ttl=600, timeout=600))
+    register_retention("command_executions", purge_batch)
 
 
 async def shutdown(rt: Runtime) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sindri_console.domains.commands.state import QUEUED, SENT, TERMINAL_STATUSES
+from sindri_console.domains.commands.state import QUEUED, SENT
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.scope import visible_instances
 from sindri_console.models.agent import AgentState
@@ -16,7 +16,6 @@ from sindri_console.models.commands import CommandExecution
 from sindri_console.models.instance import Instance
 
 SWEEP_BATCH = 1000
-RETENTION_BATCH = 5000
 
 
 async def agent_states(session: AsyncSession, ids: list[str]) -> dict[str, AgentState]:
@@ -125,16 +124,3 @@ async def active_ids_of_instance(session: AsyncSession, instance_id: str, active
         select(CommandExecution.id).where(CommandExecution.instance_id == instance_id,
                                           CommandExecution.status.in_(active))
     )).all())
-
-
-async def delete_old_terminal(session: AsyncSession, cutoff: datetime) -> int:
-    """One batch of terminal rows completed before `cutoff` that no task run or remediation references."""
-    ids = list((await session.scalars(
-        select(CommandExecution.id)
-        .where(CommandExecution.status.in_(TERMINAL_STATUSES), CommandExecution.completed_at < cutoff,
-               CommandExecution.task_run_id.is_(None), CommandExecution.remediation_id.is_(None))
-        .limit(RETENTION_BATCH)
-    )).all())
-    if ids:
-        await session.execute(delete(CommandExecution).where(CommandExecution.id.in_(ids)))
-    return len(ids)
