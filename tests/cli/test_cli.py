@@ -74,3 +74,15 @@ async def test_users_and_keys(console, run_cli):
 def test_version_command(run_cli):
     r = run_cli("version")
     assert r.returncode == 0 and r.stdout.startswith("sindri-console ")
+
+
+def test_invalid_setting_stops_start_up_with_one_line(run_cli, tmp_path):
+    env = {**os.environ, "DATABASE_URL": "mysql://nope", "DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "sindri_console.cli", "serve"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert "DATABASE_URL" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    env = {**os.environ, "PORT": "not-a-port", "DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "sindri_console.cli", "serve"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "PORT" in r.stderr
