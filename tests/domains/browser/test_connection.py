@@ -17,10 +17,12 @@ class GatedWs:
         self.sent: list[dict] = []
         self.gate = asyncio.Event()
         self.closed: tuple[int, str] | None = None
+        self.arrived = asyncio.Event()
 
     async def send_text(self, text: str) -> None:
         await self.gate.wait()
         self.sent.append(json.loads(text))
+        self.arrived.set()
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -33,7 +35,8 @@ def _principal() -> Principal:
 async def _drain(sock: BrowserSocket, ws: GatedWs, count: int) -> None:
     async with asyncio.timeout(5):
         while len(ws.sent) < count:
-            await asyncio.sleep(0.01)
+            ws.arrived.clear()
+            await ws.arrived.wait()
 
 
 async def test_slow_consumer_loses_oldest_pushes_then_gets_lagged():

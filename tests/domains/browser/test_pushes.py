@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from tests.domains.browser.helpers import build_world
 
 pytestmark = pytest.mark.asyncio
