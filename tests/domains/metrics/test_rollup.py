@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from tests.domains.metrics.helpers import put, sample
 
 from sindri_console.domains.metrics.rollup import rollup_tick
 from sindri_console.kit.clock import clock
 from sindri_console.models.metrics import Metric1h, Metric1m, MetricDirty, RollupState
-from tests.domains.metrics.helpers import put, sample
 
 MIN = 60_000
 HOUR = 3_600_000
