@@ -60,7 +60,7 @@ class TimelineBucketOut(OutModel):
 
 class TimelineOut(OutModel):
     data: list[TimelineBucketOut]
-    total24h: int
+    total24h: int = Field(alias="total24h")
     succeeded: int
     failed: int
     success_rate: float | None
