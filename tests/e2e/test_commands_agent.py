@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from tests.e2e.server import fresh_database, start_server
 from tests.e2e.test_real_agent import AGENT_KEY, find_instance, start_agent, wait_for
 
