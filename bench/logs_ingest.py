@@ -1,0 +1,176 @@
+"""Log ingest speed against the database's own ceiling, in the same run (issue 5 "Speed", 10-core §18).
+
+Usage:  python bench/logs_ingest.py [--database sqlite|postgresql] [--entries 40000] [--clients 4]
+
+1. Ceiling: a fresh database built by the migrations (same table, same indexes, the trigram/FTS5
+   search index included) is loaded straight through the driver: PostgreSQL binary COPY, SQLite
+   executemany, one transaction per 1000 entries.
+2. API: another fresh database behind a real `sindri-console serve` on 127.0.0.1; `--clients`
+   concurrent clients post 1000-entry batches to `POST /api/v1/logs/ingest/batch`.
+Prints both rates (entries/s), their ratio, and the batch latency percentiles. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.server import fresh_database, start_server  # noqa: E402
+
+from sindri_console.db.migrate import upgrade  # noqa: E402
+from sindri_console.kit.ids import new_id  # noqa: E402
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+BOOTSTRAP = "bench-logs-bootstrap-key-0123456789abcdef"
+BATCH = 1000
+WORDS = ("request", "served", "user", "cache", "miss", "hit", "upstream", "timeout", "retry", "worker", "queue",
+         "payload", "session", "token", "refresh", "database", "query", "slow", "connection", "pool", "opened",
+         "closed", "handler", "GET", "POST", "/api/v1/items", "/healthz", "status=200", "status=500", "ms")
+LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "WARN", "ERROR")
+SOURCES = ("APP", "APP", "AGENT", "SYSTEM", "BUILD", "EXTENSION")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def messages(n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    return [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(6, 16))) + f" id={rnd.getrandbits(48):012x}"
+            for _ in range(n)]
+
+
+def pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def seed_instance(url: str) -> str:
+    from sindri_console.db.engine import Database
+    from sindri_console.kit.clock import utcnow
+    from sindri_console.models.instance import Instance
+
+    db = Database(url)
+    iid = new_id()
+    now = utcnow()
+    async with db.write() as s:
+        s.add(Instance(id=iid, name="bench-logs", provider="docker", region="local", extensions=[], tags={},
+                       status="RUNNING", status_changed_at=now, created_at=now, updated_at=now))
+    await db.dispose()
+    return iid
+
+
+async def ceiling(url: str, msgs: list[str]) -> float:
+    """Entries per second straight into the migrated table, one transaction per 1000."""
+    await upgrade(url)
+    iid = await seed_instance(url)
+    now_ms = int(time.time() * 1000)
+    rows = [(new_id(), iid, LEVELS[i % 6], SOURCES[i % 6], m, None, None, None, now_ms - i, now_ms)
+            for i, m in enumerate(msgs)]
+    cols = ["id", "instance_id", "level", "source", "message", "metadata", "deployment_id", "path", "ts_ms",
+            "received_ms"]
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        sql = f"INSERT INTO log_entry ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), BATCH):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows[start:start + BATCH])
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+        conn.close()
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(pg_dsn(url))
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), BATCH):
+            async with conn.transaction():
+                await conn.copy_records_to_table("log_entry", records=rows[start:start + BATCH], columns=cols)
+        elapsed = time.perf_counter() - t0
+        await conn.close()
+    return len(rows) / elapsed
+
+
+async def through_api(base: str, msgs: list[str], clients: int) -> tuple[float, list[float]]:
+    headers = {"Authorization": f"Bearer {BOOTSTRAP}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        r = await http.post("/api/v1/instances", headers=headers,
+                            json={"name": "bench-api", "provider": "docker", "region": "local"})
+        assert r.status_code in (200, 201), r.text
+        iid = r.json()["id"]
+    # bodies are encoded up front so the client spends as little CPU as possible during the run
+    bodies = []
+    for start in range(0, len(msgs), BATCH):
+        entries = [{"instanceId": iid, "level": LEVELS[i % 6], "source": SOURCES[i % 6], "message": m}
+                   for i, m in enumerate(msgs[start:start + BATCH], start)]
+        bodies.append(json.dumps({"entries": entries}).encode())
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    latencies: list[float] = []
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            while not queue.empty():
+                body = queue.get_nowait()
+                t0 = time.perf_counter()
+                r = await http.post("/api/v1/logs/ingest/batch", content=body, headers=headers)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 201, r.text
+
+    # warm-up batch (connection set-up, first statements), not counted
+    warm = [{"instanceId": iid, "level": "INFO", "source": "APP", "message": "warm-up"}] * 10
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        await http.post("/api/v1/logs/ingest/batch", json={"entries": warm}, headers=headers)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - t0
+    return len(msgs) / elapsed, latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--entries", type=int, default=40_000)
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    if args.database == "postgresql":
+        os.environ["TEST_DATABASE_URL"] = PG_URL
+    else:
+        os.environ.pop("TEST_DATABASE_URL", None)
+    msgs = messages(args.entries)
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-logs-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    with fresh_database(tmp) as url:
+        bare = asyncio.run(ceiling(url, msgs))
+    with fresh_database(tmp) as url:
+        asyncio.run(upgrade(url))
+        server = start_server(tmp, url, extra_env={"SINDRI_CONSOLE_API_KEY": BOOTSTRAP, "LOG_LEVEL": "warn"})
+        try:
+            api, lat = asyncio.run(through_api(server.url, msgs, args.clients))
+        finally:
+            server.stop()
+    print(f"database={args.database} entries={args.entries} batch={BATCH} clients={args.clients}")
+    print(f"ceiling (bare {'COPY' if args.database == 'postgresql' else 'executemany'}, 1000/tx): {bare:,.0f} entries/s")
+    print(f"API POST /logs/ingest/batch:                 {api:,.0f} entries/s")
+    print(f"ratio API/ceiling:                           {api / bare:.1%}")
+    print(f"batch latency ms: p50={pct(lat, 50):.1f} p95={pct(lat, 95):.1f} p99={pct(lat, 99):.1f}")
+
+
+if __name__ == "__main__":
+    main()
