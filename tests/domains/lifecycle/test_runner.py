@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from tests.fakes.fake_sindri import FakeRun, FakeSindri
 
 from sindri_console.domains.lifecycle import runner as runner_module
 from sindri_console.domains.lifecycle.runner import INTERRUPTED_ERROR, JobRunner
-from sindri_console.kit.clock import clock
+from sindri_console.kit.clock import clock, utcnow
+from sindri_console.loops.retention import run_retention
+from sindri_console.models.agent import AgentState
 from sindri_console.models.instance import Instance
 from sindri_console.models.jobs import Backup, InstanceJob
 from sindri_console.runtime import Runtime
@@ -225,10 +228,30 @@ async def test_finished_jobs_expire_after_the_retention_window(
     job_id = r.json()["job"]["id"]
     assert r.json()["job"]["status"] == "SUCCEEDED"
     clock.advance(89 * 86400)
-    assert await console.rt.loops.run_once("lifecycle-job-retention") == 0
+    result = await run_retention(console.rt)
+    assert "instance_job" not in result["deleted"]
     clock.advance(2 * 86400)
-    assert await console.rt.loops.run_once("lifecycle-job-retention") == 1
+    result = await run_retention(console.rt)
+    assert result["deleted"]["instance_job"] == 1
     async with console.rt.db.read() as s:
         assert await s.get(InstanceJob, job_id) is None
         [backup] = (await s.scalars(select(Backup).where(Backup.instance_id == inst["id"]))).all()
     assert backup.status == "SUCCEEDED" and backup.job_id is None  # backups are never deleted by retention
+
+
+async def test_a_resumed_instance_gets_a_full_heartbeat_threshold(
+    console: Any, admin: str, operator: str, fake: FakeSindri
+) -> None:
+    inst = await console.register(admin, "hb-1")
+    long_ago = utcnow() - timedelta(hours=2)
+    async with console.rt.db.write() as s:
+        s.add(AgentState(instance_id=inst["id"], last_seen_at=long_ago, heartbeat_interval_seconds=60,
+                         heartbeat_deadline_at=long_ago, heartbeat_lost=True, updated_at=long_ago))
+    await set_status(console, inst["id"], "UNREACHABLE")
+    r = await console.client.post(f"/api/v1/instances/{inst['id']}/resume?wait=10", headers=console.auth(operator))
+    assert r.json()["instance"]["status"] == "RUNNING"
+    async with console.rt.db.read() as s:
+        state = await s.get(AgentState, inst["id"])
+    assert state is not None and state.heartbeat_deadline_at is not None and state.heartbeat_lost is False
+    # max(AGENT_HEARTBEAT_LOSS_SECONDS=90, 3 × 60 s) from the moment it entered RUNNING
+    assert state.heartbeat_deadline_at >= utcnow() + timedelta(seconds=170)

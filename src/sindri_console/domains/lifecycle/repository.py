@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.base import Base
@@ -131,17 +131,9 @@ async def expired_running_jobs(session: AsyncSession, now: datetime, limit: int 
     )).all())
 
 
-async def delete_finished_jobs_before(session: AsyncSession, cutoff: datetime, batch: int) -> int:
-    """Delete one batch of finished jobs older than `cutoff`; backups keep their rows (job_id → NULL)."""
-    ids = list((await session.scalars(
-        select(InstanceJob.id).where(InstanceJob.status.in_(("SUCCEEDED", "FAILED", "TIMED_OUT")),
-                                     InstanceJob.finished_at < cutoff).limit(batch)
-    )).all())
-    if not ids:
-        return 0
-    await session.execute(update(Backup).where(Backup.job_id.in_(ids)).values(job_id=None))
-    res = await session.execute(delete(InstanceJob).where(InstanceJob.id.in_(ids)))
-    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+def expired_jobs_condition(cutoff: datetime) -> ColumnElement[bool]:
+    """Finished jobs older than `cutoff` (§10); their backups keep their rows (job_id → NULL by the FK)."""
+    return and_(InstanceJob.status.in_(("SUCCEEDED", "FAILED", "TIMED_OUT")), InstanceJob.finished_at < cutoff)
 
 
 async def latest_deployment_yaml(session: AsyncSession, instance_id: str) -> str | None:

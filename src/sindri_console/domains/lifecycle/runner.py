@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,6 @@ log = structlog.get_logger("sindri_console.lifecycle")
 LEASE_RENEW_SECONDS = 10.0
 POLL_SECONDS = 2.0
 RECOVERY_SECONDS = 30.0
-RETENTION_SECONDS = 600.0
-RETENTION_BATCH = 5000
-RETENTION_MAX_SECONDS = 60.0
 INTERRUPTED_ERROR = "Interrupted: the server running this job stopped"
 CONFIG_NAME = "sindri.yaml"
 ERROR_MAX_CHARS = 500
@@ -160,6 +157,9 @@ async def _push_heartbeat_deadline(session: AsyncSession, instance_id: str, loss
         return
     threshold = loss_threshold_seconds(loss_seconds, state.heartbeat_interval_seconds)
     state.heartbeat_deadline_at = heartbeat_deadline(state.last_seen_at, now, threshold)
+    # A fresh RUNNING period: the loss loop watches it again (it skips rows already marked lost).
+    state.heartbeat_lost = False
+    state.heartbeat_lost_at = None
     state.updated_at = now
 
 
@@ -438,7 +438,7 @@ class JobRunner:
         log.info("lifecycle_job_finished", job_id=job_id, action=job.action, status=outcome.status)
         return True
 
-    # ---- recovery and retention -------------------------------------------------------------------------
+    # ---- recovery --------------------------------------------------------------------------------------
 
     async def recover_interrupted(self) -> int:
         """Fail RUNNING jobs whose lease expired and apply their failure rows; returns how many."""
@@ -463,20 +463,6 @@ class JobRunner:
             recovered += 1
             log.warning("lifecycle_job_interrupted", job_id=job_id)
         return recovered
-
-    async def delete_expired_jobs(self) -> int:
-        """Retention (§10): finished jobs older than JOB_RETENTION_DAYS, in batches, at most 60 s per run."""
-        cutoff = utcnow() - timedelta(days=self.rt.settings.JOB_RETENTION_DAYS)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RETENTION_MAX_SECONDS
-        total = 0
-        while loop.time() < deadline:
-            async with self.rt.db.write() as s:
-                deleted = await repo.delete_finished_jobs_before(s, cutoff, RETENTION_BATCH)
-            total += deleted
-            if deleted < RETENTION_BATCH:
-                break
-        return total
 
     async def stop(self) -> None:
         """Stop claiming and cancel running jobs (their CLI processes are killed; leases then expire)."""
