@@ -4,10 +4,13 @@ mid-job records the interruption (20-ops §7.7)."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.e2e.server import fresh_database, start_server
 from tests.fakes.fake_sindri import FakeSindri
 
@@ -80,3 +83,31 @@ def test_deploy_runs_promptly_and_a_stopping_server_records_the_interruption(tmp
             assert inst["status"] == "ERROR"
         finally:
             again.stop()
+
+
+@pytest.mark.skipif(shutil.which("schemathesis") is None, reason="schemathesis is installed by requirements-dev.txt")
+def test_schemathesis_finds_no_server_error_on_deployments_and_templates(tmp_path: Path) -> None:
+    fake = FakeSindri(tmp_path / "fake-bin")
+    with fresh_database(tmp_path) as db:
+        server = start_server(tmp_path, db, extra_env={"SINDRI_BIN_PATH": str(fake.path),
+                                                       "SECRET_VAULT_KEY": VAULT_KEY})
+        try:
+            headers = {"Authorization": f"Bearer {server.admin_key}"}
+            r = httpx.post(server.url + "/api/v1/deployments", headers=headers,
+                           json={"yamlConfig": yaml_doc("fuzz-box")})
+            assert r.status_code == 202, r.text
+            cmd = [
+                shutil.which("schemathesis") or "schemathesis", "run", server.url + "/openapi.json",
+                "--checks", "not_a_server_error,response_schema_conformance",
+                "-H", f"Authorization: Bearer {server.admin_key}",
+                "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "15"),
+                "--phases", "examples,coverage,fuzzing",
+                "--include-path-regex", r"^/api/v1/(deployments|templates|fleet/deployments)",
+                "--request-timeout", "20",
+                "--generation-deterministic",
+            ]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                    env={**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"})
+            assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        finally:
+            server.stop()

@@ -249,3 +249,40 @@ async def test_delete_by_id_only_and_404s(console: Any, admin: str) -> None:
     async with console.rt.db.read() as s:
         entry = await s.scalar(select(AuditLog).where(AuditLog.action == "DELETE"))
     assert entry.resource == "deployment_template" and entry.resource_id == "tmpl_python_ml"
+
+
+async def test_concurrent_seeding_by_several_replicas(console: Any, make_settings: Any) -> None:
+    import asyncio
+
+    from sqlalchemy import delete
+
+    async with console.rt.db.write() as s:
+        await s.execute(delete(TemplateSeedMark))
+        await s.execute(delete(DeploymentTemplate))
+    others = [create_app(make_settings()) for _ in range(2)]
+    runtimes = [console.rt, *(app.state.runtime for app in others)]
+    try:
+        results = await asyncio.gather(*(seed_official_templates(rt) for rt in runtimes))
+    finally:
+        for rt in runtimes[1:]:
+            await rt.db.dispose()
+    assert sum(r["inserted"] for r in results) == 4
+    async with console.rt.db.read() as s:
+        ids = set(await s.scalars(select(DeploymentTemplate.id)))
+        marks = {m.slug: m.revision for m in await s.scalars(select(TemplateSeedMark))}
+    assert ids == OFFICIAL_IDS
+    assert marks == {"python-ml": 1, "fullstack-typescript": 1, "rust-systems": 1, "kubernetes-infra": 1}
+
+
+async def test_a_user_template_holding_an_official_slug_is_kept(console: Any) -> None:
+    from sqlalchemy import delete
+
+    _, key = await console.user("OPERATOR")
+    async with console.rt.db.write() as s:
+        await s.execute(delete(TemplateSeedMark).where(TemplateSeedMark.slug == "rust-systems"))
+        await s.execute(delete(DeploymentTemplate).where(DeploymentTemplate.id == "tmpl_rust_systems"))
+    r = await console.client.post("/api/v1/templates", json=body(slug="rust-systems"), headers=console.auth(key))
+    assert r.status_code == 201
+    await seed_official_templates(console.rt)
+    got = (await console.client.get("/api/v1/templates/rust-systems", headers=console.auth(key))).json()
+    assert got["id"] == r.json()["id"] and got["isOfficial"] is False
