@@ -53,12 +53,12 @@ class Double:
         await self.ws.send(json.dumps(frame))
         return frame_id
 
-    async def expect(self, type_: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def expect(self, type_: str, within: float = 5, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {type_} {match} within {timeout}s")
+                raise AssertionError(f"no {type_} {match} within {within}s")
             frame = await asyncio.wait_for(self.inbox.get(), left)
             data = frame.get("data", frame.get("payload")) or {}
             if frame["type"] == type_ and all(data.get(k) == v for k, v in match.items()):
@@ -128,18 +128,18 @@ class Api:
     async def get(self, command_id: str) -> dict[str, Any]:
         return (await self.client.get(f"/api/v1/commands/{command_id}")).json()  # type: ignore[no-any-return]
 
-    async def until(self, command_id: str, status: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def until(self, command_id: str, status: str, within: float) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         doc: dict[str, Any] = {}
         while time.monotonic() < deadline:
             doc = await self.get(command_id)
             if doc.get("status") == status:
                 return doc
             await asyncio.sleep(0.1)
-        raise AssertionError(f"{command_id} not {status} within {timeout}s: {doc.get('status')}")
+        raise AssertionError(f"{command_id} not {status} within {within}s: {doc.get('status')}")
 
-    async def agent_connected(self, instance_id: str, connected: bool, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
+    async def agent_connected(self, instance_id: str, connected: bool, within: float = 10) -> None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             doc = (await self.client.get(f"/api/v1/instances/{instance_id}")).json()
             if doc.get("agent") and doc["agent"].get("connected") is connected:
@@ -148,24 +148,37 @@ class Api:
         raise AssertionError(f"agent of {instance_id} connected != {connected}")
 
 
-@contextlib.contextmanager
-def _server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    # synchronous: creating a PostgreSQL database runs its own event loop
     with fresh_database(tmp_path) as db:
-        server = start_server(tmp_path, db, extra_env=TIMERS)
+        srv = start_server(tmp_path, db, extra_env=TIMERS)
         try:
-            yield server
+            yield srv
         finally:
-            server.stop()
+            srv.stop()
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    with _server(tmp_path) as server:
-        a = Api(server)
+async def api(server: Server) -> AsyncIterator[Api]:
+    a = Api(server)
+    try:
+        yield a
+    finally:
+        await a.client.aclose()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    with fresh_database(tmp_path) as db:
+        a = start_server(tmp_path, db, extra_env=TIMERS)
+        b = start_server(tmp_path, db, extra_env=TIMERS, expect_admin_key=False)
+        b.admin_key = a.admin_key
         try:
-            yield a
+            yield a, b
         finally:
-            await a.client.aclose()
+            b.stop()
+            a.stop()
 
 
 async def test_gate_for_legacy_and_absent_agents(api: Api) -> None:
@@ -250,12 +263,12 @@ async def test_offline_queue_and_reconnect_rules(api: Api) -> None:
     queued = (await api.command({"instanceId": iid, "command": "later"})).json()
     assert queued["status"] == "QUEUED"  # check 78: no wait for an offline agent
     c = await connect_c(api.server, iid)
-    await c.expect("command:dispatch", timeout=1, commandId=queued["id"])
+    await c.expect("command:dispatch", within=1, commandId=queued["id"])
     assert (await api.get(queued["id"]))["status"] == "SENT"
     # check 79: SENT, reconnect with nothing in flight -> the same id again
     await c.close()
     c = await connect_c(api.server, iid, in_flight=[])
-    await c.expect("command:dispatch", timeout=2, commandId=queued["id"])
+    await c.expect("command:dispatch", within=2, commandId=queued["id"])
     # check 80: RUNNING, reconnect without it -> FAILED (agent restarted)
     await c.reply("command:ack", {"commandId": queued["id"], "accepted": True})
     await c.close()
@@ -292,7 +305,7 @@ async def test_deadlines(api: Api) -> None:
     await c.expect("command:dispatch", commandId=cid)
     await c.reply("command:ack", {"commandId": cid, "accepted": True})
     t0 = time.monotonic()
-    cancel = await c.expect("command:cancel", timeout=6, commandId=cid)  # check 83
+    cancel = await c.expect("command:cancel", within=6, commandId=cid)  # check 83
     assert time.monotonic() - t0 < 5 and cancel["reason"]
     assert (await api.get(cid))["errorCode"] == "NO_RESULT"
     await c.close()
@@ -321,29 +334,24 @@ async def test_foreign_results_and_scripts(api: Api) -> None:
 
 @pytest.mark.skipif(not (os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
                          and os.environ.get("TEST_REDIS_URL")), reason="needs PostgreSQL and Redis")
-async def test_command_created_on_replica_b_reaches_agent_on_replica_a(tmp_path: Path) -> None:
-    with fresh_database(tmp_path) as db:
-        a = start_server(tmp_path, db, extra_env=TIMERS)
-        b = start_server(tmp_path, db, extra_env=TIMERS, expect_admin_key=False)
-        b.admin_key = a.admin_key
-        api_a, api_b = Api(a), Api(b)
-        try:
-            iid = await api_a.register("c-double-replicas")
-            c = await connect_c(a, iid)
+async def test_command_created_on_replica_b_reaches_agent_on_replica_a(replicas: tuple[Server, Server]) -> None:
+    a, b = replicas
+    api_a, api_b = Api(a), Api(b)
+    try:
+        iid = await api_a.register("c-double-replicas")
+        c = await connect_c(a, iid)
 
-            async def answer() -> None:
-                d = await c.expect("command:dispatch", timeout=10)
-                await c.send("command:ack", {"commandId": d["commandId"], "accepted": True})
-                await c.send("command:result", {"commandId": d["commandId"], "exitCode": 0, "stdout": "from A"})
+        async def answer() -> None:
+            d = await c.expect("command:dispatch", within=10)
+            await c.send("command:ack", {"commandId": d["commandId"], "accepted": True})
+            await c.send("command:result", {"commandId": d["commandId"], "exitCode": 0, "stdout": "from A"})
 
-            task = asyncio.create_task(answer())
-            r = await api_b.command({"instanceId": iid, "command": "where"})
-            await task
-            assert r.status_code == 201, r.text
-            assert r.json()["status"] == "SUCCEEDED" and r.json()["stdout"] == "from A"
-            await c.close()
-        finally:
-            await api_a.client.aclose()
-            await api_b.client.aclose()
-            b.stop()
-            a.stop()
+        task = asyncio.create_task(answer())
+        r = await api_b.command({"instanceId": iid, "command": "where"})
+        await task
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "SUCCEEDED" and r.json()["stdout"] == "from A"
+        await c.close()
+    finally:
+        await api_a.client.aclose()
+        await api_b.client.aclose()
