@@ -30,7 +30,7 @@ class BrowserSocket:
 
     def __init__(self, ws: Any, principal: Principal, connection_id: str, *, max_messages: int) -> None:
         self.ws = ws
-        self.principal = principal
+        self.principal = principal  # setter below also refreshes the scope snapshot
         self.connection_id = connection_id
         self.max_messages = max_messages
         # (channel, target key) -> target
@@ -41,7 +41,7 @@ class BrowserSocket:
         self._bytes = 0
         self._dropped = 0
         self._seq = 0
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._window = 0
         self._window_count = 0
@@ -56,7 +56,7 @@ class BrowserSocket:
         while len(self._out) > self.max_messages or self._bytes > SEND_QUEUE_MAX_BYTES:
             if not self._drop_oldest_push():
                 break
-        self._wake.set()
+        self._wake()
 
     def reply(self, type_: str, data: dict[str, Any], reply_to: str | None) -> None:
         self.enqueue(build_frame(type_, data, reply_to=reply_to))
@@ -74,7 +74,23 @@ class BrowserSocket:
         """Pushes lost before they reached this socket's queue (bus overflow): reported as `lagged`."""
         if count > 0 and not self.closed:
             self._dropped += count
-            self._wake.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def principal(self) -> Principal:
+        return self._principal
+
+    @principal.setter
+    def principal(self, value: Principal) -> None:
+        # scope snapshot read per pushed message (40 §8.3): unrestricted, or the team ids it may see
+        self._principal = value
+        self.unrestricted = value.unrestricted
+        self.teams = frozenset(value.memberships)
 
     @property
     def queued(self) -> int:
@@ -85,9 +101,12 @@ class BrowserSocket:
 
     async def _send_loop(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while not self.closed:
-                await self._wake.wait()
-                self._wake.clear()
+                if not self._out and not self._dropped:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                    self._waiter = None
                 while not self.closed and (self._out or self._dropped):
                     if self._dropped:
                         dropped, self._dropped = self._dropped, 0

@@ -174,13 +174,14 @@ class Frame:
     head: str
     tail: str
     droppable: bool  # pushes may be dropped for a slow consumer; replies never are
+    size: int  # approximate bytes on the wire, for the 8 MiB queue bound
 
     def text(self, seq: int) -> str:
         return self.head + str(seq) + self.tail
 
-    @property
-    def size(self) -> int:
-        return len(self.head) + len(self.tail) + 8
+
+def _frame(head: str, tail: str, droppable: bool) -> Frame:
+    return Frame(head, tail, droppable, len(head) + len(tail) + 8)
 
 
 def build_frame(type_: str, data: dict[str, Any], *, channel: str | None = None, reply_to: str | None = None,
@@ -194,9 +195,9 @@ def build_frame(type_: str, data: dict[str, Any], *, channel: str | None = None,
     if reply_to is not None:
         tail += ',"replyTo":' + dumps(reply_to)
     tail += ',"data":' + dumps(data) + "}"
-    return Frame(head, tail, droppable)
+    return _frame(head, tail, droppable)
 
 
 def push_frame(type_: str, channel: str, data_json: str, ts: str) -> Frame:
-    return Frame('{"type":"' + type_ + '","channel":"' + channel + '","seq":',
-                 ',"ts":"' + ts + '","data":' + data_json + "}", True)
+    return _frame('{"type":"' + type_ + '","channel":"' + channel + '","seq":',
+                  ',"ts":"' + ts + '","data":' + data_json + "}", True)

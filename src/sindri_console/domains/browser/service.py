@@ -39,7 +39,6 @@ from sindri_console.kit.auth import AuthFailure, Principal, extract_raw_key
 from sindri_console.kit.context import current_context
 from sindri_console.kit.ids import is_valid_path_id, new_id
 from sindri_console.kit.rbac import Role
-from sindri_console.kit.scope import can_see_team
 from sindri_console.models.identity import Team
 from sindri_console.runtime import Runtime
 
@@ -443,20 +442,21 @@ class BrowserService:
     def _in_scope(self, candidates: set[BrowserSocket], channel: str, team: object) -> list[BrowserSocket]:
         """Per pushed message, against each socket's cached scope (40 §8.3)."""
         needed = CHANNEL_ROLES[channel]
+        if team is _UNKNOWN:
+            return [s for s in candidates if s.unrestricted]
+        team_id = team if isinstance(team, str) else None
+        if needed == Role.VIEWER:
+            # the same rule as kit/scope.can_see_team, on each socket's snapshot
+            if team_id is None:
+                return list(candidates)
+            return [s for s in candidates if s.unrestricted or team_id in s.teams]
         out = []
         for sock in candidates:
-            p = sock.principal
-            if team is _UNKNOWN:
-                if p.unrestricted:
-                    out.append(sock)
+            if not (sock.unrestricted or team_id is None or team_id in sock.teams):
                 continue
-            team_id = team if isinstance(team, str) else None
-            if not can_see_team(p, team_id):
+            role = sock.principal.role_on_team(team_id)
+            if role is None or Role[role] < needed:
                 continue
-            if needed > Role.VIEWER:
-                role = p.role_on_team(team_id)
-                if role is None or Role[role] < needed:
-                    continue
             out.append(sock)
         return out
 
