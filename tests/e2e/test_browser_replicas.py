@@ -247,3 +247,81 @@ async def test_wildcard_scope_across_replicas(replicas):
             assert ids["u"][1] not in received
             seqs = [m["seq"] for m in web.seen]
             assert seqs == list(range(1, len(seqs) + 1))
+
+
+class CDouble:
+    """A console-dialect agent double: `hello` first, then command replies on request."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.n = 0
+
+    async def send(self, type_: str, data: dict[str, Any]) -> None:
+        self.n += 1
+        await self.conn.send(json.dumps({"protocolVersion": "1.0", "type": type_, "id": f"f{self.n}",
+                                         "ts": _now_ns()[:23] + "Z", "data": data}))
+
+    async def expect(self, type_: str, within: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                frame = json.loads(await self.conn.recv())
+                if frame["type"] == type_:
+                    return frame.get("data") or {}
+
+
+async def test_command_pushes_cross_replicas(replicas):
+    """Check 106: command:status SENT, RUNNING, SUCCEEDED and command:output per progress frame, for a C double
+    on replica B and DEVELOPER browsers on replica A (by instance, and by commandId)."""
+    a, b = replicas
+    fleet = Fleet(a, b)
+    async with httpx.AsyncClient(timeout=10) as http:
+        _, dev = await fleet.user(http, "DEVELOPER")
+        _, viewer = await fleet.user(http, "VIEWER")
+        identity = f"e2e-c-{uuid.uuid4().hex[:8]}"
+        iid = await fleet.register(http, b, identity)
+        async with browser(a, await fleet.ticket(http, a, dev)) as web, \
+                browser(a, await fleet.ticket(http, a, viewer)) as watcher:
+            assert (await web.subscribe(channel="commands", instanceId=iid))["type"] == "subscribed"
+            forbidden = await watcher.subscribe(channel="commands", instanceId=iid)
+            assert forbidden["data"]["code"] == "FORBIDDEN"
+            async with websockets.connect(_ws(b.url) + "/ws/agent", open_timeout=5, additional_headers={
+                    "Authorization": f"Bearer {AGENT_KEY}", "X-Instance-ID": iid}) as conn:
+                agent_c = CDouble(conn)
+                await agent_c.send("hello", {"instanceId": iid, "agentInstanceId": identity, "agentVersion": "0.1.0",
+                                             "protocolVersion": "1.0", "capabilities": ["heartbeat", "commands"],
+                                             "inFlightCommands": []})
+                await agent_c.expect("welcome")
+                r = await http.post(a.url + "/api/v1/commands", headers={"Authorization": f"Bearer {dev}"},
+                                    json={"instanceId": iid, "command": "echo", "args": ["hi"], "wait": False})
+                assert r.status_code == 202, r.text
+                cid = r.json()["id"]
+                # a second DEVELOPER socket follows the command by its id
+                async with browser(a, await fleet.ticket(http, a, dev)) as by_id:
+                    assert (await by_id.subscribe(commandId=cid))["data"] == {
+                        "channel": "commands", "instanceId": iid, "commandId": cid}
+                    await agent_c.expect("command:dispatch")
+                    await agent_c.send("command:ack", {"commandId": cid, "accepted": True, "pid": 7,
+                                                       "startedAt": _now_ns()[:23] + "Z"})
+                    await web.next_of("command:status", within=10, where=lambda m: m["data"]["status"] == "RUNNING")
+                    for seq, text in enumerate(("h", "i\n")):
+                        await agent_c.send("command:progress", {"commandId": cid, "stream": "stdout", "seq": seq,
+                                                                "data": text})
+                        await asyncio.sleep(0.15)
+                    await agent_c.send("command:result", {"commandId": cid, "exitCode": 0, "stdout": "hi\n",
+                                                          "stderr": "", "stdoutBytes": 3, "stderrBytes": 0,
+                                                          "durationMs": 4})
+                    await web.next_of("command:status", within=10,
+                                      where=lambda m: m["data"]["status"] == "SUCCEEDED")
+                    await by_id.next_of("command:status", within=10,
+                                        where=lambda m: m["data"]["status"] == "SUCCEEDED")
+                    mine = [m for m in by_id.seen if m["type"].startswith("command:")]
+                    assert [m["data"]["data"] for m in mine if m["type"] == "command:output"] == ["h", "i\n"]
+                    assert [m["data"]["status"] for m in mine if m["type"] == "command:status"] == [
+                        "RUNNING", "SUCCEEDED"]
+            statuses = [m["data"]["status"] for m in web.seen if m["type"] == "command:status"]
+            assert statuses == ["SENT", "RUNNING", "SUCCEEDED"]
+            outputs = [m["data"] for m in web.seen if m["type"] == "command:output"]
+            assert [(o["commandId"], o["stream"], o["data"]) for o in outputs] == [(cid, "stdout", "h"),
+                                                                                (cid, "stdout", "i\n")]
+            assert all(m["channel"] == "commands" for m in web.seen if m["type"].startswith("command:"))
+            assert not [m for m in watcher.seen if m["type"].startswith("command:")]
