@@ -38,9 +38,9 @@ async def _job_row(console: Any, job_id: str) -> InstanceJob:
 
 
 async def _crash_mid_job(console: Any, fake: FakeSindri, command: str) -> None:
-    """Stop this replica's runner while `command` runs: the CLI dies, the job row stays RUNNING."""
+    """Halt this replica's runner while `command` runs, as a crash would: the CLI dies, the row stays RUNNING."""
     await _until(lambda: any(r.command == command and r.ended is None for r in fake.runs()))
-    await console.rt.services["lifecycle"].stop()
+    assert len(await console.rt.services["lifecycle"].halt()) == 1
 
 
 def _alive(pid: int) -> bool:
@@ -255,3 +255,19 @@ async def test_a_resumed_instance_gets_a_full_heartbeat_threshold(
     assert state is not None and state.heartbeat_deadline_at is not None and state.heartbeat_lost is False
     # max(AGENT_HEARTBEAT_LOSS_SECONDS=90, 3 × 60 s) from the moment it entered RUNNING
     assert state.heartbeat_deadline_at >= utcnow() + timedelta(seconds=170)
+
+
+async def test_a_graceful_shutdown_records_the_interruption_at_once(
+    console: Any, admin: str, operator: str, fake: FakeSindri
+) -> None:
+    fake.control(sleep=30)
+    inst = await console.register(admin, "stop-1")
+    r = await console.client.post(f"/api/v1/instances/{inst['id']}/suspend", headers=console.auth(operator))
+    job_id = r.json()["job"]["id"]
+    await _until(lambda: len(fake.runs()) == 1)
+    await console.rt.services["lifecycle"].stop()
+    pid = fake.runs()[0].pid
+    await _until(lambda: not _alive(pid), within=5)
+    job = await _job_row(console, job_id)
+    assert job.status == "FAILED" and job.error == INTERRUPTED_ERROR
+    assert (await get_instance(console, operator, inst["id"]))["status"] == "RUNNING"

@@ -447,26 +447,39 @@ class JobRunner:
             ids = await repo.expired_running_jobs(s, now)
         recovered = 0
         for job_id in ids:
-            async with self.rt.db.write() as s:
-                job = await s.get(InstanceJob, job_id)
-                if job is None:
-                    continue
-                step = job.step
-                if not await repo.finish_job(s, job_id, expected_owner=None, status="FAILED", now=now,
-                                             exit_code=job.exit_code, error=INTERRUPTED_ERROR, output=None,
-                                             lease_expired_before=now):
-                    continue
-                await s.refresh(job)
-                failed_step = step if job.action == "DESTROY" else ("BACKUP" if job.action == "BACKUP" else None)
-                await apply_job_end(self.rt, s, job, Outcome("FAILED", error=INTERRUPTED_ERROR,
-                                                             failed_step=failed_step), now)
-            recovered += 1
-            log.warning("lifecycle_job_interrupted", job_id=job_id)
+            if await self._interrupt(job_id, owner=None, now=now):
+                recovered += 1
+                log.warning("lifecycle_job_interrupted", job_id=job_id)
         return recovered
 
-    async def stop(self) -> None:
-        """Stop claiming and cancel running jobs (their CLI processes are killed; leases then expire)."""
+    async def _interrupt(self, job_id: str, *, owner: str | None, now: datetime) -> bool:
+        """RUNNING → FAILED "Interrupted: …" plus the failure row of §6.2, in one transaction.
+
+        `owner` set: this replica gives up its own job (shutdown). `owner` None: only a job whose lease expired.
+        """
+        async with self.rt.db.write() as s:
+            job = await s.get(InstanceJob, job_id)
+            if job is None:
+                return False
+            step = job.step
+            if not await repo.finish_job(s, job_id, expected_owner=owner, status="FAILED", now=now,
+                                         exit_code=job.exit_code, error=INTERRUPTED_ERROR, output=None,
+                                         lease_expired_before=None if owner is not None else now):
+                return False
+            await s.refresh(job)
+            failed_step = step if job.action == "DESTROY" else ("BACKUP" if job.action == "BACKUP" else None)
+            await apply_job_end(self.rt, s, job, Outcome("FAILED", error=INTERRUPTED_ERROR, failed_step=failed_step),
+                                now)
+        return True
+
+    async def halt(self) -> list[str]:
+        """Stop claiming and kill the running CLI processes, leaving the job rows as they are.
+
+        This is what a crash leaves behind: the rows stay RUNNING until their leases expire and the recovery
+        loop (of any replica) fails them. Returns the ids of the jobs that were running.
+        """
         self._closed = True
+        job_ids = list(self._running)
         tasks = [*self._running.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -474,3 +487,16 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._running.clear()
+        return job_ids
+
+    async def stop(self) -> None:
+        """Graceful shutdown: halt, then record the interruption of this replica's jobs at once.
+
+        The same failure the recovery loop would apply after the lease expired, without leaving the instances
+        in their transitional status for another 30 s.
+        """
+        for job_id in await self.halt():
+            try:
+                await self._interrupt(job_id, owner=self.owner, now=utcnow())
+            except Exception as exc:  # the recovery loop of the next replica does it instead
+                log.warning("lifecycle_interrupt_failed", job_id=job_id, error=type(exc).__name__)
