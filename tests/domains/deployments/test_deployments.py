@@ -542,3 +542,105 @@ async def test_destroying_the_instance_deletes_its_vault_secrets(console: Any) -
 def test_env_of_this_process_has_no_bearing() -> None:
     # guard for the assertions above: the test process itself must not run with a real vault key
     assert os.environ.get("SECRET_VAULT_KEY") in (None, "")
+
+
+# ---- job details ---------------------------------------------------------------------------------------
+
+
+async def test_status_changes_are_published(console: Any, fake: FakeSindri) -> None:
+    sub = await console.rt.bus.subscribe("deployment.*", "ops.wake.deploy", "instance.*.logs")
+    try:
+        _, key = await console.user("VIEWER")
+        d = (await post(console, key, {"yamlConfig": yaml_doc("published")})).json()
+        await wait_for_cli(console)
+        await run_jobs(console)
+        await asyncio.sleep(0.2)  # the Redis bus delivers asynchronously
+        seen: list[tuple[str, dict[str, Any]]] = []
+        while not sub.queue.empty():
+            seen.append(sub.queue.get_nowait())
+    finally:
+        await sub.close()
+    topics = [t for t, _ in seen]
+    assert "ops.wake.deploy" in topics
+    statuses = [p["status"] for t, p in seen if t == f"deployment.{d['id']}"]
+    assert statuses == ["IN_PROGRESS", "SUCCEEDED"]
+    final = next(p for t, p in seen if t == f"deployment.{d['id']}" and p["status"] == "SUCCEEDED")
+    assert final == {"deploymentId": d["id"], "instanceId": d["instanceId"], "status": "SUCCEEDED", "exitCode": 0}
+    log_batches = [p for t, p in seen if t == f"instance.{d['instanceId']}.logs"]
+    messages = [e["message"] for batch in log_batches for e in batch["entries"]]
+    assert "Deployment succeeded" in messages
+    assert all(e["deploymentId"] == d["id"] for batch in log_batches for e in batch["entries"])
+
+
+async def test_log_rows_stop_at_the_row_limit_with_one_warning(console: Any, fake: FakeSindri,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "MAX_LOG_ROWS", 5)
+    fake.control(stdout=[f"out {i}" for i in range(12)])
+    _, key = await console.user("VIEWER")
+    d = (await post(console, key, {"yamlConfig": yaml_doc("many-rows")})).json()
+    await wait_for_cli(console)
+    await run_jobs(console)
+    async with console.rt.db.read() as s:
+        rows = list(await s.scalars(select(LogEntry).where(LogEntry.deployment_id == d["id"])
+                                    .order_by(LogEntry.seq)))
+    build = [r.message for r in rows if r.source == "BUILD"]
+    assert build == [f"out {i}" for i in range(5)]
+    warning = [r for r in rows if r.source == "SYSTEM" and r.level == "WARN"]
+    assert len(warning) == 1 and warning[0].message.startswith("7 more output lines were not stored")
+    row = await deployment_row(console, d["id"])
+    assert all(f"out {i}" in row.logs for i in range(12))  # the captured text keeps every line
+
+
+async def test_lease_is_renewed_while_the_cli_runs(console: Any, fake: FakeSindri,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "RENEW_SECONDS", 0.1)
+    fake.control(sleep=0.8)
+    _, key = await console.user("VIEWER")
+    d = (await post(console, key, {"yamlConfig": yaml_doc("renewed")})).json()
+    await wait_for_cli(console)
+    runner = runner_of(console.rt)
+    await runner.tick()
+    await asyncio.sleep(0.2)
+    first = (await deployment_row(console, d["id"])).lease_expires_at
+    await asyncio.sleep(0.4)
+    second = (await deployment_row(console, d["id"])).lease_expires_at
+    assert first is not None and second is not None and second > first
+    await runner.drain()
+    row = await deployment_row(console, d["id"])
+    assert row.status == "SUCCEEDED" and row.lease_expires_at is None
+
+
+async def test_a_lost_lease_stops_the_cli_and_writes_nothing_more(console: Any, fake: FakeSindri,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "RENEW_SECONDS", 0.1)
+    fake.control(sleep=30)
+    _, key = await console.user("VIEWER")
+    d = (await post(console, key, {"yamlConfig": yaml_doc("stolen")})).json()
+    await wait_for_cli(console)
+    runner = runner_of(console.rt)
+    await runner.tick()
+    await asyncio.to_thread(fake.wait_for_runs, 1)
+    # another replica's sweeper declared the job interrupted
+    async with console.rt.db.write() as s:
+        row = await s.get(Deployment, d["id"])
+        row.status, row.error, row.claimed_by = "FAILED", INTERRUPTED, "other-replica"
+    await asyncio.wait_for(runner.drain(), 15)
+    row = await deployment_row(console, d["id"])
+    assert row.status == "FAILED" and row.error == INTERRUPTED and row.claimed_by == "other-replica"
+    run = fake.runs()[0]
+    with pytest.raises(ProcessLookupError):
+        os.kill(run.pid, 0)
+
+
+async def test_sweep_writes_the_interruption_into_the_logs(console: Any) -> None:
+    from sindri_console.kit.clock import clock, utcnow
+
+    _, key = await console.user("VIEWER")
+    d = (await post(console, key, {"yamlConfig": yaml_doc("swept")})).json()
+    async with console.rt.db.write() as s:
+        row = await s.get(Deployment, d["id"])
+        row.status, row.claimed_by, row.lease_expires_at = "IN_PROGRESS", "gone", utcnow()
+    clock.advance(1)
+    assert await runner_of(console.rt).sweep_expired() == 1
+    got = (await console.client.get(f"/api/v1/deployments/{d['id']}", headers=console.auth(key))).json()
+    assert got["logs"] == f"Deployment failed: {INTERRUPTED}\n"

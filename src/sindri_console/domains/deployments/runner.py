@@ -158,6 +158,10 @@ class DeploymentRunner:
                 async with self.rt.db.write() as s:
                     deployment = await repo.claim_next(s, self.rt.db.dialect, self.rt.replica_id, utcnow(),
                                                        LEASE_SECONDS)
+                    if deployment is not None:
+                        publish_after_commit(s, f"deployment.{deployment.id}", {
+                            "deploymentId": deployment.id, "instanceId": deployment.instance_id,
+                            "status": "IN_PROGRESS"})
                 if deployment is None:
                     break
                 task = asyncio.create_task(self._job(deployment), name=f"deployment-{deployment.id}")
@@ -176,6 +180,12 @@ class DeploymentRunner:
             if await self._end(deployment_id, Outcome(False, None, INTERRUPTED), claimed_by=None,
                                extra_where_expired=True):
                 count += 1
+                async with self.rt.db.read() as s:
+                    deployment = await s.get(Deployment, deployment_id)
+                if deployment is not None:
+                    sink = LogSink(self.rt, deployment)
+                    sink.system_line(f"Deployment failed: {INTERRUPTED}", "ERROR")
+                    await sink.flush()
         return count
 
     async def drain(self) -> None:
