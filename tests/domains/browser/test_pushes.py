@@ -157,3 +157,51 @@ async def test_principal_recheck_closes_revoked_and_drops_forbidden(console, ser
         await _publish(console, "instance.x.metrics", {"instanceId": "x"})
         await ws.send({"type": "ping", "id": "after"})
         assert (await ws.next_of("pong"))["replyTo"] == "after"
+
+
+async def _command_row(console, instance_id: str) -> str:
+    from datetime import timedelta
+
+    from sindri_console.kit.clock import utcnow
+    from sindri_console.kit.ids import new_id
+    from sindri_console.models.commands import CommandExecution
+
+    cid = new_id()
+    now = utcnow()
+    async with console.rt.db.write() as s:
+        s.add(CommandExecution(id=cid, instance_id=instance_id, origin="API", mode="EXEC", command="echo", args=[],
+                               env_keys=[], timeout_ms=30000, output_limit_bytes=1024, status="QUEUED",
+                               created_at=now, expires_at=now + timedelta(minutes=10)))
+    return cid
+
+
+async def test_command_id_subscriptions(console, server, admin):
+    w = await build_world(console, admin)
+    c_t = await _command_row(console, w.i_t)
+    c_u = await _command_row(console, w.i_u)
+    async with server.ws(key=w.dev_t) as ws, server.ws(key=w.viewer) as viewer:
+        await ws.recv()
+        await viewer.recv()
+        [ok] = await ws.subscribe(commandId=c_t)
+        assert ok["data"] == {"channel": "commands", "instanceId": w.i_t, "commandId": c_t}
+        [err] = await ws.subscribe(commandId=c_u)
+        assert err["data"]["code"] == "NOT_FOUND" and err["data"]["message"] == "Command not found"
+        [err] = await ws.subscribe(commandId=c_t, instanceId=w.i_0)
+        assert err["data"]["code"] == "NOT_FOUND"
+        [err] = await ws.subscribe(channel="metrics", commandId=c_t)
+        assert err["data"]["code"] == "VALIDATION"
+        [err] = await viewer.subscribe(commandId=c_t)
+        assert err["data"]["code"] == "FORBIDDEN"
+        status = {"commandId": c_t, "instanceId": w.i_t, "status": "SENT", "exitCode": None}
+        await _publish(console, f"command.{c_t}", status)
+        await _publish(console, f"instance.{w.i_t}.commands", status)
+        other = {"commandId": "zz", "instanceId": w.i_t, "status": "SENT"}
+        await _publish(console, "command.zz", other)
+        await _publish(console, f"instance.{w.i_t}.commands", other)
+        got = await ws.quiet(0.4)
+        assert [(m["type"], m["data"]["commandId"]) for m in got] == [("command:status", c_t)]
+        await ws.send({"type": "unsubscribe", "id": "u", "data": {"commandId": c_t}})
+        un = await ws.next_of("unsubscribed")
+        assert un["data"] == {"channel": "commands", "instanceId": w.i_t, "commandId": c_t}
+        await _publish(console, f"command.{c_t}", status)
+        assert await ws.quiet(0.3) == []

@@ -241,3 +241,30 @@ async def test_terminals_are_answered_honestly(console, server, admin):
         assert "not available" in err["data"]["message"]
         await ws.send({"type": "terminal:input", "id": "t4", "data": {"sessionId": "s1", "data": "ls\n"}})
         assert (await ws.recv())["data"]["code"] == "NOT_FOUND"
+
+
+async def test_ticket_value_never_reaches_the_server_log(console, server):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    _, viewer = await console.user("VIEWER")
+    raw = await ticket(console, viewer)
+    logger = logging.getLogger("uvicorn.error")
+    keep, level = Keep(), logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    try:
+        async with server.ws(ticket=raw) as ws:
+            assert (await ws.recv())["type"] == "welcome"
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+    assert any("/ws?ticket=***" in line for line in keep.lines), keep.lines
+    assert not any(raw in line for line in keep.lines)
