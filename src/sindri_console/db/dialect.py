@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, Table, and_, func, literal, text
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, Table, func, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,10 +62,20 @@ class Dialect(ABC):
         """
 
     @abstractmethod
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
-                           term: str) -> ColumnElement[bool]:
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+                           probe: bool = False) -> ColumnElement[bool]:
         """Case-insensitive (ASCII at least) literal substring of `message`, served by the search
-        index for terms of 3+ characters; shorter terms are a scan bounded by the other filters."""
+        index for terms of 3+ characters; shorter terms are a scan bounded by the other filters.
+
+        `probe`: the caller expects many matches, so the rows should be read newest-first from the
+        time index and checked against the index's matches instead of driven by them.
+        """
+
+    async def log_search_plan(self, session: AsyncSession, term: str, *, window: int,
+                              cap: int) -> tuple[int, bool] | None:
+        """(matches of `term` counted up to cap + 1, whether `probe` pays off for the first `window`
+        rows) when the dialect can tell cheaply; None leaves the choice to the query planner."""
+        return None
 
 
 class SqliteDialect(Dialect):
@@ -101,16 +111,33 @@ class SqliteDialect(Dialect):
         # one prepared statement stepped per row: no bind-parameter limit, no per-row SQL building
         await raw.driver_connection.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)
 
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
-                           term: str) -> ColumnElement[bool]:
-        like = message.like(f"%{self.like_escape(term)}%", escape="\\")
+    @staticmethod
+    def _fts_phrase(term: str) -> str:
+        # a quoted trigram phrase is a case-insensitive literal substring match
+        return '"' + term.replace('"', '""') + '"'
+
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+                           probe: bool = False) -> ColumnElement[bool]:
         if len(term) < 3:
-            return like
-        # FTS5 trigram phrase = substring; the LIKE re-check keeps the exact semantics of short terms
-        phrase = '"' + term.replace('"', '""') + '"'
+            # SQLite LIKE folds ASCII case
+            return message.like(f"%{self.like_escape(term)}%", escape="\\")
         hits = text("SELECT rowid FROM log_entry_fts WHERE log_entry_fts MATCH :fts_phrase").bindparams(
-            fts_phrase=phrase).columns(rowid=Integer)
-        return and_(seq.in_(hits.subquery().select()), like)
+            fts_phrase=self._fts_phrase(term)).columns(rowid=Integer).subquery().select()
+        # `seq + 0` hides the rowid from the planner: it then walks the time index and probes the set
+        return (seq + 0).in_(hits) if probe else seq.in_(hits)
+
+    async def log_search_plan(self, session: AsyncSession, term: str, *, window: int,
+                              cap: int) -> tuple[int, bool] | None:
+        if len(term) < 3:
+            return None
+        hits = int(await session.scalar(
+            text("SELECT count(*) FROM (SELECT rowid FROM log_entry_fts WHERE log_entry_fts MATCH :p LIMIT :n)"),
+            {"p": self._fts_phrase(term), "n": cap + 1}) or 0)
+        if hits == 0:
+            return 0, False
+        span = int(await session.scalar(text("SELECT max(seq) - min(seq) + 1 FROM log_entry")) or 0)
+        # driving reads one row per match; probing reads about window * rows / matches index entries
+        return hits, window * span < hits * hits
 
 
 class PostgresDialect(Dialect):
@@ -146,8 +173,8 @@ class PostgresDialect(Dialect):
         # binary COPY inside the session's transaction: no bind-parameter limit, the fastest load path
         await raw.driver_connection.copy_records_to_table(table, records=rows, columns=list(columns))
 
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str],
-                           term: str) -> ColumnElement[bool]:
+    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+                           probe: bool = False) -> ColumnElement[bool]:
         # default LIKE escape is backslash; pg_trgm's GIN index serves ILIKE for 3+ character terms
         return message.ilike(f"%{self.like_escape(term)}%")
 
