@@ -12,6 +12,7 @@ from sindri_console.domains.logs import repository as repo
 from sindri_console.domains.logs.repository import LogFilter
 from sindri_console.domains.logs.service import LogLine, insert_entries
 from sindri_console.kit.auth import Principal
+from sindri_console.kit.clock import clock
 from sindri_console.models.logs import LogEntry
 
 SEARCH_CORPUS = [
@@ -71,10 +72,11 @@ async def test_search_is_literal_case_insensitive_substring(console: Any, admin:
     assert r.json()["pagination"]["total"] == len(expected)
 
 
-async def test_search_query_plan_uses_index(console: Any, admin: str, corpus: dict[str, Any]) -> None:
+@pytest.mark.parametrize("probe", [False, True], ids=["driven", "probed"])
+async def test_search_query_plan_uses_index(console: Any, admin: str, corpus: dict[str, Any], probe: bool) -> None:
     dialect = console.rt.db.dialect
     principal = Principal(credential="bootstrap")
-    stmt = select(LogEntry.seq).where(*repo.conditions(dialect, principal, LogFilter(search="timeout")))
+    stmt = select(LogEntry.seq).where(*repo.conditions(dialect, principal, LogFilter(search="timeout"), probe=probe))
     async with console.rt.db.read() as s:
         sql = stmt.compile(s.bind, compile_kwargs={"literal_binds": True})
         if dialect.name == "postgresql":
@@ -84,6 +86,28 @@ async def test_search_query_plan_uses_index(console: Any, admin: str, corpus: di
         else:
             plan = "\n".join(str(r[-1]) for r in await s.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
             assert "log_entry_fts VIRTUAL TABLE INDEX" in plan, plan
+
+
+async def test_frequent_term_pages_in_order(console: Any, admin: str) -> None:
+    inst = await console.register(admin, "frequent")
+    other = await console.register(admin, "frequent-other")
+    await insert_entries(console.rt, [LogLine(inst["id"] if i % 3 else other["id"],
+                                              f"common line {i}" if i % 2 else f"rare line {i}",
+                                              timestamp=clock.now_ms() - 100_000 + (i * 7919) % 40 * 1000)
+                                      for i in range(40)])
+    async with console.rt.db.read() as s:
+        expected = [e.message for e in (await s.scalars(
+            select(LogEntry).where(LogEntry.message.like("common%"), LogEntry.instance_id == inst["id"])
+            .order_by(LogEntry.ts_ms.desc(), LogEntry.seq.desc()))).all()]
+    got = []
+    for page in range(1, 6):
+        r = await console.client.get(f"{API}/logs", params={"search": "COMMON", "limit": 3, "page": page,
+                                                          "instanceId": inst["id"]}, headers=console.auth(admin))
+        assert r.json()["pagination"]["total"] == len(expected)
+        got += [e["message"] for e in r.json()["data"]]
+    assert got == expected
+    r = await console.client.get(f"{API}/logs", params={"search": "common", "limit": 1}, headers=console.auth(admin))
+    assert r.json()["pagination"]["total"] == 20 and r.json()["data"][0]["message"].startswith("common")
 
 
 async def test_filters_order_and_validation(console: Any, admin: str) -> None:

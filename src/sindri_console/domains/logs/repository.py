@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, select
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
 from sindri_console.kit.auth import Principal
+from sindri_console.kit.pagination import PageParams, paginate
 from sindri_console.kit.scope import visible_instances
 from sindri_console.models.instance import Instance
 from sindri_console.models.logs import LogEntry
@@ -36,7 +37,8 @@ def in_scope(principal: Principal) -> ColumnElement[bool] | None:
     return LogEntry.instance_id.in_(select(Instance.id).where(visible_instances(principal)))
 
 
-def conditions(dialect: Dialect, principal: Principal, f: LogFilter) -> list[ColumnElement[bool]]:
+def conditions(dialect: Dialect, principal: Principal, f: LogFilter, *, probe: bool = False
+               ) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     scope = in_scope(principal)
     if scope is not None:
@@ -55,14 +57,42 @@ def conditions(dialect: Dialect, principal: Principal, f: LogFilter) -> list[Col
     if f.to_ms is not None:
         out.append(LogEntry.ts_ms <= f.to_ms)
     if f.search:
-        out.append(dialect.log_message_search(LogEntry.seq, LogEntry.message, f.search))
+        out.append(dialect.log_message_search(LogEntry.seq, LogEntry.message, f.search, probe=probe))
     return out
 
 
-def list_statement(dialect: Dialect, principal: Principal, f: LogFilter) -> Select[Any]:
+def list_statement(dialect: Dialect, principal: Principal, f: LogFilter, *, probe: bool = False) -> Select[Any]:
     """Newest first: `timestamp` desc, then `seq` desc (10-core §11.3)."""
-    return (select(LogEntry).where(*conditions(dialect, principal, f))
+    return (select(LogEntry).where(*conditions(dialect, principal, f, probe=probe))
             .order_by(LogEntry.ts_ms.desc(), LogEntry.seq.desc()))
+
+
+async def list_page(session: AsyncSession, dialect: Dialect, principal: Principal, f: LogFilter,
+                    params: PageParams) -> tuple[list[LogEntry], int, bool]:
+    """One page, the total (exact up to TOTAL_CAP) and whether it was capped.
+
+    When the dialect can count a search term's matches cheaply (SQLite FTS5), that count picks the
+    plan: rare terms drive the read from the index, frequent ones probe it while the time index is
+    walked newest-first; with no other filter the count is the total.
+    """
+    plan = None
+    if f.search is not None:
+        plan = await dialect.log_search_plan(session, f.search, window=params.offset + params.limit, cap=TOTAL_CAP)
+    if plan is None:
+        rows, total, capped = await paginate(session, list_statement(dialect, principal, f), params,
+                                             count_cap=TOTAL_CAP)
+        return [r[0] for r in rows], total, capped
+    hits, probe = plan
+    if hits == 0:
+        return [], 0, False
+    if not conditions(dialect, principal, replace(f, search=None)):
+        total, capped = min(hits, TOTAL_CAP), hits > TOTAL_CAP
+    else:
+        counted = select(LogEntry.seq).where(*conditions(dialect, principal, f)).limit(TOTAL_CAP + 1)
+        total = int(await session.scalar(select(func.count()).select_from(counted.subquery())) or 0)
+        total, capped = min(total, TOTAL_CAP), total > TOTAL_CAP
+    stmt = list_statement(dialect, principal, f, probe=probe).limit(params.limit).offset(params.offset)
+    return list((await session.scalars(stmt)).all()), total, capped
 
 
 async def get_entry(session: AsyncSession, principal: Principal, entry_id: str) -> LogEntry | None:

@@ -26,7 +26,7 @@ from sindri_console.kit.auth import CurrentPrincipal, Principal
 from sindri_console.kit.clock import clock, ms_to_iso, to_ms
 from sindri_console.kit.errors import ApiError
 from sindri_console.kit.ids import is_valid_path_id
-from sindri_console.kit.pagination import page_body, page_params, paginate
+from sindri_console.kit.pagination import page_body, page_params
 from sindri_console.kit.schema import json_body_doc, query_enum_list, query_iso, query_str
 from sindri_console.kit.scope import check_path_id, get_visible_instance
 from sindri_console.models.logs import LogEntry
@@ -129,10 +129,9 @@ async def ingest_batch(request: Request, principal: CurrentPrincipal) -> Any:
 async def _list(request: Request, principal: Principal, f: LogFilter) -> dict[str, Any]:
     rt = runtime_of(request)
     params = page_params(request.query_params, default_limit=50, max_limit=1000)
-    stmt = repo.list_statement(rt.db.dialect, principal, f)
     async with rt.db.read() as s:
-        rows, total, capped = await paginate(s, stmt, params, count_cap=repo.TOTAL_CAP)
-    return page_body([row_to_wire(r[0]) for r in rows], params, total, totalCapped=capped)
+        rows, total, capped = await repo.list_page(s, rt.db.dialect, principal, f, params)
+    return page_body([row_to_wire(r) for r in rows], params, total, totalCapped=capped)
 
 
 @router.get("/logs", response_model=LogPage, responses=READ_ERRORS, summary="Query logs")
