@@ -350,6 +350,12 @@ class JobRunner:
             waiter = asyncio.get_running_loop().create_task(lost.wait())
             try:
                 await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Halted: the CLI call is its own task and must be cancelled too (run_cli then kills it).
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+                raise
             finally:
                 waiter.cancel()
             if not call.done():
