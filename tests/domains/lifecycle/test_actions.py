@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,10 @@ from sqlalchemy import select
 from tests.domains.lifecycle.helpers import events_of, get_instance, lifecycle, wait_job
 from tests.fakes.fake_sindri import FakeSindri
 
+from sindri_console.kit.clock import utcnow
+from sindri_console.kit.ids import new_id
 from sindri_console.models.audit import AuditLog
+from sindri_console.models.deployments import Deployment
 
 
 async def test_suspend_needs_operator_and_runs_stop_with_a_written_config(
@@ -171,3 +175,24 @@ async def test_unknown_and_malformed_ids(console: Any, operator: str) -> None:
     assert r.status_code == 400
     r = await console.client.delete("/api/v1/instances/nope?destroy=true", headers=console.auth(operator))
     assert r.status_code == 404
+
+
+async def test_the_latest_successful_deployment_yaml_is_the_config(
+    console: Any, admin: str, operator: str, fake: FakeSindri
+) -> None:
+    inst = await console.register(admin, "deployed-1", provider="docker", region=None)
+    admin_id = (await console.client.get("/api/v1/me", headers=console.auth(admin))).json()["id"]
+    older = 'version: "3.0"\nname: deployed-1\ndeployment:\n  provider: docker\n# older\n'
+    latest = 'version: "3.0"\nname: deployed-1\ndeployment:\n  provider: docker\nextensions:\n  active: [git]\n'
+    failed = 'version: "3.0"\nname: deployed-1\n# failed attempt\n'
+    now = utcnow()
+    async with console.rt.db.write() as s:
+        for text, status, age in ((older, "SUCCEEDED", 300), (latest, "SUCCEEDED", 200), (failed, "FAILED", 100)):
+            when = now - timedelta(seconds=age)
+            s.add(Deployment(id=new_id(), name="deployed-1", instance_id=inst["id"], provider="docker",
+                             status=status, yaml_content=text, config_hash="0" * 64, declared={},
+                             initiated_by=admin_id, created_at=when, completed_at=when))
+    r = await console.client.post(f"/api/v1/instances/{inst['id']}/suspend?wait=10", headers=console.auth(operator))
+    assert r.json()["job"]["status"] == "SUCCEEDED"
+    [run] = fake.runs()
+    assert run.config is not None and run.config["text"] == latest

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sindri_console.db.base import Base
 from sindri_console.db.dialect import Dialect
 from sindri_console.models.agent import AgentState
+from sindri_console.models.deployments import Deployment
 from sindri_console.models.instance import Instance
 from sindri_console.models.jobs import Backup, InstanceJob
 
@@ -137,13 +137,10 @@ def expired_jobs_condition(cutoff: datetime) -> ColumnElement[bool]:
 
 
 async def latest_deployment_yaml(session: AsyncSession, instance_id: str) -> str | None:
-    """The YAML of the instance's latest successful deployment, when the deployments table exists (20 §7.1)."""
-    table = Base.metadata.tables.get("deployments")
-    if table is None or not {"instance_id", "status", "yaml_content", "created_at"} <= set(table.c.keys()):
-        return None
-    order = table.c.completed_at if "completed_at" in table.c else table.c.created_at
+    """The YAML of the instance's latest successful deployment (20 §7.1), None when it never had one."""
     value = await session.scalar(
-        select(table.c.yaml_content).where(table.c.instance_id == instance_id, table.c.status == "SUCCEEDED")
-        .order_by(order.desc(), table.c.created_at.desc()).limit(1)
+        select(Deployment.yaml_content).where(Deployment.instance_id == instance_id,
+                                              Deployment.status == "SUCCEEDED")
+        .order_by(Deployment.completed_at.desc(), Deployment.created_at.desc()).limit(1)
     )
     return value if isinstance(value, str) and value.strip() else None
