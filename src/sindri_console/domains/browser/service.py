@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +47,8 @@ log = structlog.get_logger("sindri_console.browser")
 
 TICKET_FAILURE = "Invalid or expired ticket; request a new one with POST /api/v1/ws/ticket"
 BUS_QUEUE_MAX = 100_000
+MISS_TTL_SECONDS = 5.0
+MISS_CACHE_MAX = 10_000
 RECHECK_SECONDS = 60  # 40 §13 principal-recheck, and the scope cache refresh of §8.3
 TERMINALS_UNAVAILABLE = ("Terminal sessions are not available in this version of Sindri Console; "
                          "connect to the instance with SSH instead")
@@ -75,6 +78,7 @@ class BrowserService:
         self.index: dict[tuple[str, str], set[BrowserSocket]] = {}
         # scope cache: instance id -> team id (None = no team), refreshed every 60 s and on scope.changed
         self.instance_team: dict[str, str | None] = {}
+        self._missing: dict[str, float] = {}  # unknown instance id -> monotonic time until which it stays unknown
         # extra message types (e.g. terminals) registered by other domains
         self.handlers: dict[str, MessageHandler] = {}
         self._bus_sub: Any = None
@@ -312,6 +316,7 @@ class BrowserService:
     async def refresh_scope_cache(self) -> None:
         async with self.rt.db.read() as s:
             self.instance_team = await repository.instance_teams(s)
+        self._missing.clear()
 
     async def recheck(self) -> int:
         """Every 60 s: refresh the scope cache and re-read every socket's principal. Returns sockets closed."""
@@ -362,10 +367,18 @@ class BrowserService:
     async def _team_of(self, instance_id: str) -> object:
         if instance_id in self.instance_team:
             return self.instance_team[instance_id]
-        # an instance created after the last refresh (pushes for "*" include instances created later)
+        # messages are published after commit, so a miss is an instance created after the last refresh
+        # (pushes for "*" include instances created later); a truly unknown id is remembered briefly so a
+        # stream of messages for it costs one query per MISS_TTL_SECONDS, not one per message
+        now = time.monotonic()
+        if self._missing.get(instance_id, 0.0) > now:
+            return _UNKNOWN
         async with self.rt.db.read() as s:
             found = await repository.instance_teams(s, [instance_id])
         if instance_id not in found:
+            if len(self._missing) >= MISS_CACHE_MAX:
+                self._missing.clear()
+            self._missing[instance_id] = now + MISS_TTL_SECONDS
             return _UNKNOWN
         self.instance_team[instance_id] = found[instance_id]
         return found[instance_id]
