@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
 from sindri_console.models.agent import AgentConnection, AgentState
 from sindri_console.models.agent_reports import AgentFrameReceipt, AgentReport, ExtensionStatus
-from sindri_console.models.instance import Instance
+from sindri_console.models.instance import Heartbeat, Instance
 from sindri_console.models.lease import Replica
 from sindri_console.models.llm_usage import LlmUsage
 
@@ -29,6 +29,27 @@ async def load_statuses(session: AsyncSession, ids: list[str]) -> dict[str, tupl
     rows = await session.execute(
         select(Instance.id, Instance.status, Instance.status_changed_at).where(Instance.id.in_(ids)))
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def contact_rows(session: AsyncSession, ids: list[str]) -> list[tuple[str, bool, float | None, str, datetime]]:
+    """(instance id, heartbeat lost, heartbeat interval, status, status changed at) per agent state."""
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(AgentState.instance_id, AgentState.heartbeat_lost, AgentState.heartbeat_interval_seconds,
+               Instance.status, Instance.status_changed_at)
+        .join(Instance, Instance.id == AgentState.instance_id).where(AgentState.instance_id.in_(ids)))
+    return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+async def add_dropped(session: AsyncSession, instance_id: str, n: int) -> None:
+    await session.execute(update(AgentState).where(AgentState.instance_id == instance_id)
+                          .values(frames_dropped=AgentState.frames_dropped + n))
+
+
+async def insert_heartbeats(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(Heartbeat.__table__.insert(), rows)
 
 
 async def existing_receipts(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -166,7 +187,3 @@ async def delete_old(session: AsyncSession, receipts_before: datetime, connectio
         res = await session.execute(delete(AgentConnection).where(AgentConnection.id.in_(c_ids)))
         n_c = int(res.rowcount or 0)  # type: ignore[attr-defined]
     return n_r, n_c
-
-
-def live_instance() -> Any:
-    return or_(Instance.status.not_in(("DESTROYED", "DEREGISTERED")))

@@ -35,7 +35,7 @@ from sindri_console.kit.auth import Principal
 from sindri_console.kit.clock import to_iso, utcnow
 from sindri_console.kit.ids import new_id
 from sindri_console.models.agent import AgentConnection, AgentState
-from sindri_console.models.instance import Heartbeat, Instance
+from sindri_console.models.instance import Instance
 
 if TYPE_CHECKING:
     from sindri_console.domains.agents.socket import AgentSocket
@@ -224,46 +224,62 @@ class Contact:
 
 
 async def record_contact(session: AsyncSession, rt: Runtime, contacts: dict[str, Contact]) -> None:
-    """Every data frame is agent contact: lastSeenAt and the loss deadline move; UNREACHABLE → RUNNING."""
-    ids = list(contacts)
-    states = await repo.load_states(session, ids)
-    statuses = await repo.load_statuses(session, ids)
+    """Every data frame is agent contact: lastSeenAt and the loss deadline move; UNREACHABLE → RUNNING.
+
+    The common case (a RUNNING instance whose heartbeat is not lost) is one executemany UPDATE per
+    column set; anything else goes through the state machine's `apply_agent_contact`.
+    """
+    rows = await repo.contact_rows(session, list(contacts))
     loss = rt.settings.AGENT_HEARTBEAT_LOSS_SECONDS
-    for iid, c in contacts.items():
-        st = states.get(iid)
-        status = statuses.get(iid)
-        if st is None or status is None:
-            continue
-        if c.heartbeat is not None and c.heartbeat_received is not None:
-            hb = c.heartbeat
-            st.last_heartbeat_at = c.heartbeat_received
-            if hb.agent_uptime_seconds is not None:
-                st.uptime_seconds = hb.agent_uptime_seconds
-            if hb.skew_ms is not None:
-                st.clock_skew_ms = hb.skew_ms
-            interval = c.conn.heartbeat_interval()
-            if interval is not None:
-                st.heartbeat_interval_seconds = interval
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    slow: list[str] = []
+    for iid, lost, interval, status, changed_at in rows:
+        c = contacts[iid]
+        values: dict[str, Any] = {"instance_id": iid, **_heartbeat_values(c)}
+        interval = values.get("heartbeat_interval_seconds", interval)
         dropped = c.conn.take_dropped()
         if dropped:
-            st.frames_dropped = (st.frames_dropped or 0) + dropped
-        if status[0] == "RUNNING" and not st.heartbeat_lost:
-            threshold = loss_threshold_seconds(loss, st.heartbeat_interval_seconds)
-            st.last_seen_at = c.at
-            st.heartbeat_deadline_at = heartbeat_deadline(c.at, status[1], threshold)
-            st.updated_at = c.at
-        else:
-            await apply_agent_contact(session, st, kind="frame", loss_seconds=loss, now=c.at)
+            await repo.add_dropped(session, iid, dropped)
+        if status != "RUNNING" or lost:
+            slow.append(iid)
+            if len(values) > 1:
+                groups.setdefault(tuple(sorted(values)), []).append(values)
+            continue
+        values["last_seen_at"] = c.at
+        values["updated_at"] = c.at
+        values["heartbeat_deadline_at"] = heartbeat_deadline(c.at, changed_at, loss_threshold_seconds(loss, interval))
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+    for batch in groups.values():
+        await session.execute(update(AgentState), batch)
+    for iid in slow:
+        state = await session.get(AgentState, iid, populate_existing=True)
+        if state is not None:
+            await apply_agent_contact(session, state, kind="frame", loss_seconds=loss, now=contacts[iid].at)
 
 
-def heartbeat_row(instance_id: str, hb: HeartbeatValues, received: datetime) -> Heartbeat:
-    return Heartbeat(
-        id=new_id(), instance_id=instance_id, timestamp=hb.timestamp, received_at=received,
-        agent_uptime_seconds=hb.agent_uptime_seconds, system_uptime_seconds=hb.system_uptime_seconds,
-        cpu_percent=hb.cpu_percent, memory_used_bytes=hb.memory_used_bytes,
-        memory_total_bytes=hb.memory_total_bytes, disk_used_bytes=hb.disk_used_bytes,
-        disk_total_bytes=hb.disk_total_bytes, load_avg_1=hb.load_avg_1,
-    )
+def _heartbeat_values(c: Contact) -> dict[str, Any]:
+    if c.heartbeat is None or c.heartbeat_received is None:
+        return {}
+    hb = c.heartbeat
+    out: dict[str, Any] = {"last_heartbeat_at": c.heartbeat_received}
+    if hb.agent_uptime_seconds is not None:
+        out["uptime_seconds"] = hb.agent_uptime_seconds
+    if hb.skew_ms is not None:
+        out["clock_skew_ms"] = hb.skew_ms
+    interval = c.conn.heartbeat_interval()
+    if interval is not None:
+        out["heartbeat_interval_seconds"] = interval
+    return out
+
+
+def heartbeat_values(instance_id: str, hb: HeartbeatValues, received: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(), "instance_id": instance_id, "timestamp": hb.timestamp, "received_at": received,
+        "agent_uptime_seconds": hb.agent_uptime_seconds, "system_uptime_seconds": hb.system_uptime_seconds,
+        "cpu_percent": hb.cpu_percent, "memory_used_bytes": hb.memory_used_bytes,
+        "memory_total_bytes": hb.memory_total_bytes, "disk_used_bytes": hb.disk_used_bytes,
+        "disk_total_bytes": hb.disk_total_bytes, "load_avg_1": hb.load_avg_1,
+    }
 
 
 # ---- frames handled in their own transaction ---------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import structlog
 from sindri_console.db.engine import publish_after_commit
 from sindri_console.domains.agents import repository as repo
 from sindri_console.domains.agents.ingest import HeartbeatValues, heartbeat_push, metrics_push
-from sindri_console.domains.agents.service import Contact, heartbeat_row, record_contact
+from sindri_console.domains.agents.service import Contact, heartbeat_values, record_contact
 from sindri_console.domains.metrics.ingest import MetricSample, store_samples
 from sindri_console.kit.clock import ms_to_iso, to_iso, utcnow
 
@@ -29,6 +30,7 @@ log = structlog.get_logger("sindri_console.agents.writer")
 BATCH_WINDOW_SECONDS = 0.05
 MAX_BATCH = 1000
 QUEUE_LIMIT = 20_000
+SLOW_BATCH_SECONDS = 0.5
 
 
 @dataclass
@@ -99,8 +101,13 @@ class IngestWriter:
                     self.queue.task_done()
 
     async def _commit_safely(self, batch: list[Job]) -> None:
+        started = time.perf_counter()
         try:
             results = await self._commit(batch)
+            elapsed = time.perf_counter() - started
+            if elapsed > SLOW_BATCH_SECONDS:
+                log.warning("ingest_batch_slow", frames=len(batch), seconds=round(elapsed, 3),
+                            queued=self.queue.qsize())
         except Exception as exc:
             if len(batch) == 1:
                 log.warning("ingest_failed", instance_id=batch[0].conn.instance_id, kind=batch[0].kind,
@@ -136,6 +143,7 @@ class IngestWriter:
             fresh_keys: list[tuple[str, str]] = []
             contacts: dict[str, Contact] = {}
             samples: list[MetricSample] = []
+            heartbeats: list[dict[str, Any]] = []
             for i, job in enumerate(batch):
                 iid = job.conn.instance_id
                 assert iid is not None
@@ -154,7 +162,7 @@ class IngestWriter:
                     contacts[iid] = c
                 if job.kind == "heartbeat" and job.heartbeat is not None:
                     hb = job.heartbeat
-                    s.add(heartbeat_row(iid, hb, job.received))
+                    heartbeats.append(heartbeat_values(iid, hb, job.received))
                     c.heartbeat, c.heartbeat_received = hb, job.received
                     publish_after_commit(s, f"instance.{iid}.heartbeat",
                                          heartbeat_push(iid, hb, to_iso(job.received) or "", to_iso(hb.timestamp) or ""))
@@ -166,7 +174,7 @@ class IngestWriter:
                 for smp in stored:
                     publish_after_commit(s, f"instance.{smp.instance_id}.metrics",
                                          metrics_push(smp, ms_to_iso(smp.ts_ms) or ""))
-            await s.flush()
+            await repo.insert_heartbeats(s, heartbeats)
             if contacts:
                 await record_contact(s, rt, contacts)
             await repo.insert_receipts(s, rt.db.dialect, fresh_keys, utcnow())
