@@ -56,6 +56,11 @@ async def agent_connected(session: AsyncSession, instance_id: str) -> bool:
     return bool(await session.scalar(select(AgentState.connected).where(AgentState.instance_id == instance_id)))
 
 
+async def any_queued(session: AsyncSession) -> bool:
+    found = await session.scalar(select(InstanceJob.id).where(InstanceJob.status == "QUEUED").limit(1))
+    return found is not None
+
+
 async def claim_queued(session: AsyncSession, dialect: Dialect, owner: str, limit: int,
                        now: datetime) -> list[InstanceJob]:
     """Move up to `limit` QUEUED jobs to RUNNING under `owner`'s lease, oldest first.

@@ -276,6 +276,10 @@ class JobRunner:
             free = self.cap - len(self._running)
             if free <= 0:
                 return 0
+            # A read first: the poll of every replica must not take the write lock when nothing is queued.
+            async with self.rt.db.read() as s:
+                if not await repo.any_queued(s):
+                    return 0
             now = utcnow()
             async with self.rt.db.write() as s:
                 jobs = await repo.claim_queued(s, self.rt.db.dialect, self.owner, free, now)
