@@ -176,7 +176,12 @@ class PostgresDialect(Dialect):
     def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
                            probe: bool = False) -> ColumnElement[bool]:
         # default LIKE escape is backslash; pg_trgm's GIN index serves ILIKE for 3+ character terms
-        return message.ilike(f"%{self.like_escape(term)}%")
+        pattern = f"%{self.like_escape(term)}%"
+        if len(term) < 3:
+            # no trigram to look up: keep the planner off the GIN index (a full index read) and let
+            # the other filters bound the scan
+            return message.concat("").ilike(pattern)
+        return message.ilike(pattern)
 
     @property
     def supports_skip_locked(self) -> bool:
