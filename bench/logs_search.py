@@ -112,8 +112,8 @@ def run(base: str, key: str, ids: list[str], requests: int) -> None:
         ("search 1 % (needle-one)", {"search": "needle-one"}),
         ("search 0.01 % (rare-marker)", {"search": "rare-marker"}),
         ("search 0 % (absent-term)", {"search": "absent-term"}),
-        ("search 1 % + instanceId", {"search": "needle-one", "instanceId": ids[3]}),
-        ("search 1 % + level=ERROR", {"search": "needle-one", "level": "ERROR"}),
+        ("search 1 % + instanceId", {"search": "needle-one", "instanceId": ids[17]}),
+        ("search 1 % + level=WARN", {"search": "needle-one", "level": "WARN"}),
         ("search 2 chars (zq) + instanceId", {"search": "zq", "instanceId": ids[5]}),
         ("newest page, no filter", {}),
     ]
@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--requests", type=int, default=60)
+    ap.add_argument("--reuse", help="a database URL this script seeded before: skip seeding")
     args = ap.parse_args()
     if args.database == "postgresql":
         os.environ["TEST_DATABASE_URL"] = PG_URL
@@ -144,15 +145,48 @@ def main() -> None:
         os.environ.pop("TEST_DATABASE_URL", None)
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-logsearch-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    if args.reuse:
+        ids, key = asyncio.run(instance_ids(args.reuse))
+        measure(tmp, args.reuse, ids, key, args)
+        return
     with fresh_database(tmp) as url:
-        ids = asyncio.run(seed(url, args.entries))
-        server = start_server(tmp, url, extra_env={"LOG_LEVEL": "warn"})
-        try:
-            assert server.admin_key
-            print(f"database={args.database} entries={args.entries:,} requests per case={args.requests}")
-            run(server.url, server.admin_key, ids, args.requests)
-        finally:
-            server.stop()
+        measure(tmp, url, asyncio.run(seed(url, args.entries)), None, args)
+
+
+async def instance_ids(url: str) -> tuple[list[str], str]:
+    """The seeded instances and a new ADMIN key (a reused database printed its first key long ago)."""
+    from sqlalchemy import select
+
+    from sindri_console.db.engine import Database
+    from sindri_console.domains.identity.keys import mint_user_key
+    from sindri_console.kit.clock import utcnow
+    from sindri_console.models.identity import User
+    from sindri_console.models.instance import Instance
+
+    db = Database(url)
+    async with db.read() as s:
+        ids = list((await s.scalars(select(Instance.id).where(Instance.name.like("search-%"))
+                                    .order_by(Instance.name))).all())
+    async with db.write() as s:
+        now = utcnow()
+        user = User(id=new_id(), email=f"bench-{new_id()}@example.test", role="ADMIN", is_active=True,
+                    created_at=now, updated_at=now)
+        s.add(user)
+        await s.flush()
+        _, key = await mint_user_key(s, user_id=user.id, name="bench", role=None, expires_at=None, created_by=None)
+    await db.dispose()
+    return ids, key
+
+
+def measure(tmp: Path, url: str, ids: list[str], key: str | None, args: argparse.Namespace) -> None:
+    server = start_server(tmp, url, extra_env={"LOG_LEVEL": "warn"}, expect_admin_key=key is None)
+    try:
+        key = key or server.admin_key
+        assert key
+        print(f"database={args.database} entries={args.entries:,} requests per case={args.requests}")
+        run(server.url, key, ids, args.requests)
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -9,8 +10,9 @@ from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
+from sindri_console.db.engine import Database
 from sindri_console.kit.auth import Principal
-from sindri_console.kit.pagination import PageParams, paginate
+from sindri_console.kit.pagination import PageParams
 from sindri_console.kit.scope import visible_instances
 from sindri_console.models.instance import Instance
 from sindri_console.models.logs import LogEntry
@@ -67,32 +69,43 @@ def list_statement(dialect: Dialect, principal: Principal, f: LogFilter, *, prob
             .order_by(LogEntry.ts_ms.desc(), LogEntry.seq.desc()))
 
 
-async def list_page(session: AsyncSession, dialect: Dialect, principal: Principal, f: LogFilter,
+async def list_page(db: Database, principal: Principal, f: LogFilter,
                     params: PageParams) -> tuple[list[LogEntry], int, bool]:
     """One page, the total (exact up to TOTAL_CAP) and whether it was capped.
 
-    When the dialect can count a search term's matches cheaply (SQLite FTS5), that count picks the
-    plan: rare terms drive the read from the index, frequent ones probe it while the time index is
-    walked newest-first; with no other filter the count is the total.
+    The count and the page run concurrently on two read sessions (the latency is the slower of the
+    two, not their sum). When the dialect can count a search term's matches cheaply (SQLite FTS5),
+    that count picks the plan: rare terms drive the read from the index, frequent ones probe it
+    while the time index is walked newest-first; with no other filter the count is the total.
     """
+    dialect = db.dialect
     plan = None
     if f.search is not None:
-        plan = await dialect.log_search_plan(session, f.search, window=params.offset + params.limit, cap=TOTAL_CAP)
-    if plan is None:
-        rows, total, capped = await paginate(session, list_statement(dialect, principal, f), params,
-                                             count_cap=TOTAL_CAP)
-        return [r[0] for r in rows], total, capped
-    hits, probe = plan
-    if hits == 0:
-        return [], 0, False
-    if not conditions(dialect, principal, replace(f, search=None)):
-        total, capped = min(hits, TOTAL_CAP), hits > TOTAL_CAP
-    else:
+        async with db.read() as s:
+            plan = await dialect.log_search_plan(s, f.search, window=params.offset + params.limit, cap=TOTAL_CAP)
+    probe = False
+    known_total: int | None = None
+    if plan is not None:
+        hits, probe = plan
+        if hits == 0:
+            return [], 0, False
+        if not conditions(dialect, principal, replace(f, search=None)):
+            known_total = hits
+
+    async def count() -> int:
+        if known_total is not None:
+            return known_total
         counted = select(LogEntry.seq).where(*conditions(dialect, principal, f)).limit(TOTAL_CAP + 1)
-        total = int(await session.scalar(select(func.count()).select_from(counted.subquery())) or 0)
-        total, capped = min(total, TOTAL_CAP), total > TOTAL_CAP
-    stmt = list_statement(dialect, principal, f, probe=probe).limit(params.limit).offset(params.offset)
-    return list((await session.scalars(stmt)).all()), total, capped
+        async with db.read() as s:
+            return int(await s.scalar(select(func.count()).select_from(counted.subquery())) or 0)
+
+    async def page() -> list[LogEntry]:
+        stmt = list_statement(dialect, principal, f, probe=probe).limit(params.limit).offset(params.offset)
+        async with db.read() as s:
+            return list((await s.scalars(stmt)).all())
+
+    total, rows = await asyncio.gather(count(), page())
+    return rows, min(total, TOTAL_CAP), total > TOTAL_CAP
 
 
 async def get_entry(session: AsyncSession, principal: Principal, entry_id: str) -> LogEntry | None:

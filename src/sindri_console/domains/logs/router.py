@@ -129,8 +129,7 @@ async def ingest_batch(request: Request, principal: CurrentPrincipal) -> Any:
 async def _list(request: Request, principal: Principal, f: LogFilter) -> dict[str, Any]:
     rt = runtime_of(request)
     params = page_params(request.query_params, default_limit=50, max_limit=1000)
-    async with rt.db.read() as s:
-        rows, total, capped = await repo.list_page(s, rt.db.dialect, principal, f, params)
+    rows, total, capped = await repo.list_page(rt.db, principal, f, params)
     return page_body([row_to_wire(r) for r in rows], params, total, totalCapped=capped)
 
 
