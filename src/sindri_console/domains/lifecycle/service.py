@@ -8,6 +8,7 @@ claim the job at once; other replicas find it on their poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from sindri_console.domains.lifecycle.schemas import (
     job_to_wire,
     normalise_profile,
 )
+from sindri_console.domains.lifecycle.waiters import JobWaiters
 from sindri_console.kit.audit import write_audit
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.cli_runner import CLI_MISSING_MESSAGE
@@ -46,6 +48,7 @@ from sindri_console.models.jobs import Backup, InstanceJob
 from sindri_console.runtime import Runtime
 
 WAIT_POLL_SECONDS = 0.1
+WAIT_RECHECK_SECONDS = 1.0
 _REQUESTED_WORD = {"SUSPEND": "Suspend", "RESUME": "Resume", "DESTROY": "Destroy", "BACKUP": "Backup"}
 
 
@@ -215,18 +218,28 @@ async def perform_action(rt: Runtime, principal: Principal, instance_id: str, re
 
 
 async def wait_for_job(rt: Runtime, job_id: str, wait_seconds: int) -> bool:
-    """True once the job is finished; polls until `wait_seconds` have passed (0 = do not wait)."""
+    """True once the job is finished, waiting at most `wait_seconds` (0 = just look).
+
+    Woken by the job's end message on the bus; the database is re-read at least once a second regardless.
+    """
+    waiters: JobWaiters | None = rt.services.get("lifecycle_waiters")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
-    while True:
-        async with rt.db.read() as s:
-            status = await s.scalar(select(InstanceJob.status).where(InstanceJob.id == job_id))
-        if status in FINISHED_JOB_STATUSES:
-            return True
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return False
-        await asyncio.sleep(min(WAIT_POLL_SECONDS, remaining))
+    with contextlib.ExitStack() as stack:
+        event = stack.enter_context(waiters.watch(job_id)) if waiters is not None and wait_seconds else None
+        while True:
+            async with rt.db.read() as s:
+                status = await s.scalar(select(InstanceJob.status).where(InstanceJob.id == job_id))
+            if status in FINISHED_JOB_STATUSES:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            if event is None:
+                await asyncio.sleep(min(WAIT_POLL_SECONDS, remaining))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(WAIT_RECHECK_SECONDS, remaining))
 
 
 async def action_body(rt: Runtime, instance_id: str, job_id: str) -> dict[str, Any]:
