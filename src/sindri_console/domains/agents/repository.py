@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
@@ -40,6 +40,15 @@ async def contact_rows(session: AsyncSession, ids: list[str]) -> list[tuple[str,
                Instance.status, Instance.status_changed_at)
         .join(Instance, Instance.id == AgentState.instance_id).where(AgentState.instance_id.in_(ids)))
     return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+async def update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE of agent_state; every row has `instance_id` and the same other keys."""
+    table = AgentState.__table__
+    cols = [k for k in rows[0] if k != "instance_id"]
+    stmt = update(table).where(table.c.instance_id == bindparam("b_instance_id")).values(
+        {c: bindparam(f"b_{c}", type_=table.c[c].type) for c in cols})
+    await session.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
 
 
 async def add_dropped(session: AsyncSession, instance_id: str, n: int) -> None:

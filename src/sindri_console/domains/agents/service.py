@@ -250,7 +250,7 @@ async def record_contact(session: AsyncSession, rt: Runtime, contacts: dict[str,
         values["heartbeat_deadline_at"] = heartbeat_deadline(c.at, changed_at, loss_threshold_seconds(loss, interval))
         groups.setdefault(tuple(sorted(values)), []).append(values)
     for batch in groups.values():
-        await session.execute(update(AgentState), batch)
+        await repo.update_states(session, batch)
     for iid in slow:
         state = await session.get(AgentState, iid, populate_existing=True)
         if state is not None:
