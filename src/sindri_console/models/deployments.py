@@ -82,8 +82,9 @@ class Deployment(Base):
         Index("ix_deployments_status_created_at", "status", "created_at"),
         Index("ix_deployments_initiated_by_created_at", "initiated_by", "created_at"),
         Index("ix_deployments_template_id", "template_id"),
-        # the fleet timeline (10-core §7.3) reads a 24-hour window by creation time
-        Index("ix_deployments_created_at", "created_at"),
+        # the fleet timeline (10-core §7.3) groups a 24-hour window by creation time and status; with the
+        # instance id it is answered from the index alone
+        Index("ix_deployments_created_at_status_instance_id", "created_at", "status", "instance_id"),
     )
 
 

@@ -422,18 +422,16 @@ async def fleet_timeline(rt: Runtime, principal: Principal) -> dict[str, Any]:
     now = utcnow()
     last = _floor_hour(now)
     first = last - timedelta(hours=23)
+    edges = [first + timedelta(hours=i) for i in range(24)]
     async with rt.db.read() as s:
-        rows = await repo.timeline_rows(s, principal, first, now)
-    buckets = [{"hour": to_iso(first + timedelta(hours=i)), "deployments": 0, "succeeded": 0, "failed": 0,
-                "inProgress": 0} for i in range(24)]
-    for created_at, status in rows:
-        index = int((_floor_hour(created_at) - first).total_seconds() // 3600)
-        if not 0 <= index < 24:
-            continue
+        counts = await repo.timeline_counts(s, principal, edges, now)
+    buckets = [{"hour": to_iso(edge), "deployments": 0, "succeeded": 0, "failed": 0, "inProgress": 0}
+               for edge in edges]
+    for index, status, count in counts:
         bucket = buckets[index]
         key = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status, "inProgress")
-        bucket[key] += 1
-        bucket["deployments"] += 1
+        bucket[key] += count
+        bucket["deployments"] += count
     succeeded = sum(int(b["succeeded"]) for b in buckets)
     failed = sum(int(b["failed"]) for b in buckets)
     finished = succeeded + failed

@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deployments'))
     )
     with op.batch_alter_table('deployments', schema=None) as batch_op:
-        batch_op.create_index('ix_deployments_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_deployments_created_at_status_instance_id', ['created_at', 'status', 'instance_id'], unique=False)
         batch_op.create_index('ix_deployments_initiated_by_created_at', ['initiated_by', 'created_at'], unique=False)
         batch_op.create_index('ix_deployments_instance_id_created_at', ['instance_id', sa.literal_column('created_at DESC')], unique=False)
         batch_op.create_index('ix_deployments_status_created_at', ['status', 'created_at'], unique=False)
