@@ -34,7 +34,9 @@ def _ws(url: str) -> str:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     tmp = tmp_path_factory.mktemp("replicas")
-    env = {"SINDRI_CONSOLE_API_KEY": AGENT_KEY, "LOG_LEVEL": "warn"}
+    # short heartbeat-loss timers, as the (T) checks of 40 §17 assume
+    env = {"SINDRI_CONSOLE_API_KEY": AGENT_KEY, "LOG_LEVEL": "warn", "AGENT_HEARTBEAT_LOSS_SECONDS": "3",
+           "AGENT_HEARTBEAT_LOSS_CHECK_SECONDS": "1"}
     with fresh_database(tmp) as db:
         a = start_server(tmp, db, extra_env=env)
         try:
@@ -269,6 +271,18 @@ class CDouble:
                     return frame.get("data") or {}
 
 
+@contextlib.asynccontextmanager
+async def c_agent(server: Server, iid: str, identity: str) -> Any:
+    async with websockets.connect(_ws(server.url) + "/ws/agent", open_timeout=5, additional_headers={
+            "Authorization": f"Bearer {AGENT_KEY}", "X-Instance-ID": iid}) as conn:
+        double = CDouble(conn)
+        await double.send("hello", {"instanceId": iid, "agentInstanceId": identity, "agentVersion": "0.1.0",
+                                    "protocolVersion": "1.0", "capabilities": ["heartbeat", "commands", "logs"],
+                                    "inFlightCommands": []})
+        await double.expect("welcome")
+        yield double
+
+
 async def test_command_pushes_cross_replicas(replicas):
     """Check 106: command:status SENT, RUNNING, SUCCEEDED and command:output per progress frame, for a C double
     on replica B and DEVELOPER browsers on replica A (by instance, and by commandId)."""
@@ -284,13 +298,7 @@ async def test_command_pushes_cross_replicas(replicas):
             assert (await web.subscribe(channel="commands", instanceId=iid))["type"] == "subscribed"
             forbidden = await watcher.subscribe(channel="commands", instanceId=iid)
             assert forbidden["data"]["code"] == "FORBIDDEN"
-            async with websockets.connect(_ws(b.url) + "/ws/agent", open_timeout=5, additional_headers={
-                    "Authorization": f"Bearer {AGENT_KEY}", "X-Instance-ID": iid}) as conn:
-                agent_c = CDouble(conn)
-                await agent_c.send("hello", {"instanceId": iid, "agentInstanceId": identity, "agentVersion": "0.1.0",
-                                             "protocolVersion": "1.0", "capabilities": ["heartbeat", "commands"],
-                                             "inFlightCommands": []})
-                await agent_c.expect("welcome")
+            async with c_agent(b, iid, identity) as agent_c:
                 r = await http.post(a.url + "/api/v1/commands", headers={"Authorization": f"Bearer {dev}"},
                                     json={"instanceId": iid, "command": "echo", "args": ["hi"], "wait": False})
                 assert r.status_code == 202, r.text
@@ -325,3 +333,31 @@ async def test_command_pushes_cross_replicas(replicas):
                                                                                 (cid, "stdout", "i\n")]
             assert all(m["channel"] == "commands" for m in web.seen if m["type"].startswith("command:"))
             assert not [m for m in watcher.seen if m["type"].startswith("command:")]
+
+
+async def test_log_batch_and_heartbeat_loss_cross_replicas(replicas):
+    """Check 108: one `logs` push with the 3 entries of check 55's batch; check 107 (T): `instance:status`
+    RUNNING → UNREACHABLE when the agent goes silent."""
+    a, b = replicas
+    fleet = Fleet(a, b)
+    async with httpx.AsyncClient(timeout=10) as http:
+        _, viewer = await fleet.user(http, "VIEWER")
+        identity = f"e2e-l-{uuid.uuid4().hex[:8]}"
+        iid = await fleet.register(http, b, identity)
+        async with browser(a, await fleet.ticket(http, a, viewer)) as web:
+            for channel in ("logs", "events"):
+                assert (await web.subscribe(channel=channel, instanceId=iid))["type"] == "subscribed"
+            async with c_agent(b, iid, identity) as agent_c:
+                await agent_c.send("heartbeat", {"timestamp": _now_ns()[:23] + "Z", "uptimeSeconds": 3})
+                await agent_c.send("log:batch", {"path": "/var/log/app.log", "lines": [
+                    {"message": "a", "level": "warning", "source": "app:web"}, {"message": "b", "level": "err"},
+                    {"line": "c"}]})
+                logs = await web.next_of("logs", within=10)
+                assert logs["channel"] == "logs" and logs["data"]["instanceId"] == iid
+                assert [e["message"] for e in logs["data"]["entries"]] == ["a", "b", "c"]
+                # silence: the heartbeat-loss loop (any replica) moves the instance to UNREACHABLE
+                lost = await web.next_of("instance:status", within=20,
+                                         where=lambda m: m["data"]["to"] == "UNREACHABLE")
+                assert lost["channel"] == "events"
+                assert lost["data"] == {"instanceId": iid, "from": "RUNNING", "to": "UNREACHABLE",
+                                        "reason": "heartbeat_lost"}
