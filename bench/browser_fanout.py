@@ -57,12 +57,21 @@ def ws_url(server: Server) -> str:
 
 
 class Receivers:
-    def __init__(self) -> None:
+    def __init__(self, sockets: int) -> None:
+        self.sockets = sockets
         self.sent_at: dict[str, float] = {}  # trigger key -> perf_counter at send
         self.latencies: list[float] = []
         self.received = 0
         self.lagged = 0
         self.last_receive = 0.0
+
+    async def settle(self, expected: int, quiet_seconds: float = 5.0) -> None:
+        """Wait until every push arrived, or nothing arrived for `quiet_seconds` (what is missing then is lost)."""
+        last, since = -1, time.perf_counter()
+        while self.received + self.lagged < expected and time.perf_counter() - since < quiet_seconds:
+            if self.received != last:
+                last, since = self.received, time.perf_counter()
+            await asyncio.sleep(0.1)
 
     async def run(self, conn: Any) -> None:
         """Reads pushes; the trigger key is the push's `data.timestamp`, cut out without a JSON parse so the
@@ -123,7 +132,7 @@ async def drive_agent(server: Server, recv: Receivers, rate: int, seconds: float
             recv.sent_at[iso] = time.perf_counter()
             await agent.send(metrics_frame(ts, 10 + (i % 80)))
             await _pace(start, i + 1, rate)
-        await asyncio.sleep(3)
+        await recv.settle(total * recv.sockets)
         drain.cancel()
     return total
 
@@ -142,7 +151,7 @@ async def drive_bus(redis_url: str, instance_id: str, recv: Receivers, rate: int
             await client.publish(channel, json.dumps({"instanceId": instance_id, "timestamp": key,
                                                       "cpuPercent": 12.5}))
             await _pace(start, i + 1, rate)
-        await asyncio.sleep(3)
+        await recv.settle(total * recv.sockets)
     finally:
         await client.aclose()
     return total
@@ -169,7 +178,7 @@ async def run(servers: list[Server], args: argparse.Namespace) -> None:
         r.raise_for_status()
         instance_id = r.json()["id"]
     conns = await open_browsers(first, first.admin_key or "", instance_id, args.sockets)
-    recv = Receivers()
+    recv = Receivers(args.sockets)
     readers = [asyncio.create_task(recv.run(c)) for c in conns]
     started = time.perf_counter()
     cpu_before = [cpu_seconds(s.proc.pid) for s in servers]
