@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -166,9 +167,15 @@ class DeploymentRunner:
                     break
                 task = asyncio.create_task(self._job(deployment), name=f"deployment-{deployment.id}")
                 self.jobs[deployment.id] = task
-                task.add_done_callback(lambda _t, key=deployment.id: self.jobs.pop(key, None))
+                task.add_done_callback(self._forget(deployment.id))
                 started += 1
         return {"started": started, "interrupted": interrupted} if (started or interrupted) else {}
+
+    def _forget(self, deployment_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_: asyncio.Task[None]) -> None:
+            self.jobs.pop(deployment_id, None)
+
+        return done
 
     async def sweep_expired(self) -> int:
         """IN_PROGRESS deployments whose lease ran out (their replica died) end FAILED; instance → ERROR."""

@@ -425,19 +425,18 @@ async def fleet_timeline(rt: Runtime, principal: Principal) -> dict[str, Any]:
     edges = [first + timedelta(hours=i) for i in range(24)]
     async with rt.db.read() as s:
         counts = await repo.timeline_counts(s, principal, edges, now)
-    buckets = [{"hour": to_iso(edge), "deployments": 0, "succeeded": 0, "failed": 0, "inProgress": 0}
-               for edge in edges]
+    kinds = ("deployments", "succeeded", "failed", "inProgress")
+    tally: list[dict[str, int]] = [dict.fromkeys(kinds, 0) for _ in edges]
     for index, status, count in counts:
-        bucket = buckets[index]
         key = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status, "inProgress")
-        bucket[key] += count
-        bucket["deployments"] += count
-    succeeded = sum(int(b["succeeded"]) for b in buckets)
-    failed = sum(int(b["failed"]) for b in buckets)
+        tally[index][key] += count
+        tally[index]["deployments"] += count
+    succeeded = sum(t["succeeded"] for t in tally)
+    failed = sum(t["failed"] for t in tally)
     finished = succeeded + failed
     return {
-        "data": buckets,
-        "total24h": sum(int(b["deployments"]) for b in buckets),
+        "data": [{"hour": to_iso(edge), **t} for edge, t in zip(edges, tally, strict=True)],
+        "total24h": sum(t["deployments"] for t in tally),
         "succeeded": succeeded,
         "failed": failed,
         "successRate": round(succeeded / finished, 4) if finished else None,
