@@ -2,9 +2,9 @@
 
 Each retention task deletes expired rows of one table in batches of `BATCH_SIZE`, one short write
 unit per batch, until a batch comes back short or the run's time budget is spent; whatever is left
-is picked up by the next run. Built-in tasks: raw metric points, 1-minute and 1-hour rollups,
-heartbeats (never the newest row of an instance), instance status history, instance events and audit
-entries.
+is picked up by the next run. Built-in tasks: raw metric points, 1-minute, 15-minute and 1-hour
+rollups, heartbeats (never the newest row of an instance), instance status history, instance events
+and audit entries.
 
 Other domains plug their own tables into the same loop instead of writing another one:
 
@@ -36,7 +36,7 @@ from sindri_console.db.engine import Database
 from sindri_console.kit.clock import clock, utcnow
 from sindri_console.models.audit import AuditLog
 from sindri_console.models.instance import Heartbeat, InstanceEvent, InstanceStatusHistory
-from sindri_console.models.metrics import Metric1h, Metric1m, MetricPoint
+from sindri_console.models.metrics import Metric1h, Metric1m, Metric15m, MetricPoint
 
 if TYPE_CHECKING:
     from sindri_console.runtime import Runtime
@@ -93,6 +93,12 @@ async def _metric_minutes(rt: Runtime, batch: int) -> int:
     return await delete_expired(rt.db, Metric1m.__table__, Metric1m.bucket_ms < cutoff, batch)
 
 
+async def _metric_quarters(rt: Runtime, batch: int) -> int:
+    # 15-minute rows are built from 1-minute rows and kept as long as them
+    cutoff = _days_ago_ms(rt.settings.METRICS_1M_RETENTION_DAYS)
+    return await delete_expired(rt.db, Metric15m.__table__, Metric15m.bucket_ms < cutoff, batch)
+
+
 async def _metric_hours(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.METRICS_1H_RETENTION_DAYS)
     return await delete_expired(rt.db, Metric1h.__table__, Metric1h.bucket_ms < cutoff, batch)
@@ -129,6 +135,7 @@ async def _audit(rt: Runtime, batch: int) -> int:
 for _name, _task in (
     ("metric_point", _metric_points),
     ("metric_1m", _metric_minutes),
+    ("metric_15m", _metric_quarters),
     ("metric_1h", _metric_hours),
     ("heartbeat", _heartbeats),
     ("instance_status_history", _status_history),

@@ -1,4 +1,4 @@
-"""Metric points, rollups, the latest row per instance and rollup bookkeeping (10-core §8.3, §9.1, §16.1)."""
+"""Metric points, rollups (1 minute, 15 minutes, 1 hour), the latest row per instance and rollup bookkeeping (10-core §8.3, §9.1, §16.1)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,18 @@ class Metric1m(_RollupColumns, Base):
     bucket_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
     __table_args__ = (Index("ix_metric_1m_bucket_ms", "bucket_ms"),)
+
+
+class Metric15m(_RollupColumns, Base):
+    """15-minute rollups, built from 1-minute rows: they serve 15-minute (24 h range) and coarser
+    buckets of the fleet series without reading 15 one-minute rows per instance and bucket."""
+
+    __tablename__ = "metric_15m"
+
+    instance_id: Mapped[str] = mapped_column(IdType, ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True)
+    bucket_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+    __table_args__ = (Index("ix_metric_15m_bucket_ms", "bucket_ms"),)
 
 
 class Metric1h(_RollupColumns, Base):

@@ -13,7 +13,7 @@ from sindri_console.kit.ids import new_id
 from sindri_console.loops import retention
 from sindri_console.models.audit import AuditLog
 from sindri_console.models.instance import Heartbeat, InstanceEvent, InstanceStatusHistory
-from sindri_console.models.metrics import Metric1h, Metric1m, MetricPoint
+from sindri_console.models.metrics import Metric1h, Metric1m, Metric15m, MetricPoint
 
 DAY = 86_400_000
 
@@ -43,6 +43,8 @@ async def test_retention_deletes_expired_rows_of_every_table(console: Any, admin
                                cpu_percent=1, mem_used_bytes=1, mem_total_bytes=1) for i in range(7)])
         s.add_all([_rollup(Metric1m, a, now_ms - (st.METRICS_1M_RETENTION_DAYS + 1) * DAY),
                    _rollup(Metric1m, a, now_ms - DAY),
+                   _rollup(Metric15m, a, now_ms - (st.METRICS_1M_RETENTION_DAYS + 1) * DAY),
+                   _rollup(Metric15m, a, now_ms - DAY),
                    _rollup(Metric1h, a, now_ms - (st.METRICS_1H_RETENTION_DAYS + 1) * DAY),
                    _rollup(Metric1h, a, now_ms - 300 * DAY)])
         old = now - timedelta(days=st.HEARTBEAT_RETENTION_DAYS + 1)
@@ -63,6 +65,7 @@ async def test_retention_deletes_expired_rows_of_every_table(console: Any, admin
     assert result["deleted"]["metric_point"] == 7
     assert await _count(console, MetricPoint) == 2
     assert await _count(console, Metric1m) == 1 and await _count(console, Metric1h) == 1
+    assert await _count(console, Metric15m) == 1
     # a: the two old rows go (a newer one exists); b: only the older one goes, its newest stays
     assert await _count(console, Heartbeat, Heartbeat.instance_id == a) == 1
     hb_b = await _count(console, Heartbeat, Heartbeat.instance_id == b)

@@ -13,7 +13,7 @@ from tests.domains.metrics.helpers import put, sample
 
 from sindri_console.domains.metrics.rollup import rollup_tick
 from sindri_console.kit.clock import clock
-from sindri_console.models.metrics import Metric1h, Metric1m, MetricDirty, RollupState
+from sindri_console.models.metrics import Metric1h, Metric1m, Metric15m, MetricDirty, RollupState
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -46,6 +46,7 @@ async def test_minutes_and_hours_from_raw(console: Any, admin: str) -> None:
     marks = await _marks(console)
     assert marks["1m"] == (now - 5_000) // MIN * MIN
     assert marks["1h"] == marks["1m"] // HOUR * HOUR
+    assert marks["15m"] == marks["1m"] // (15 * MIN) * (15 * MIN)
     minutes = await _rows(console, Metric1m, inst)
     assert [m.bucket_ms for m in minutes] == [hour0, hour0 + MIN, hour0 + HOUR]
     first = minutes[0]
@@ -61,6 +62,9 @@ async def test_minutes_and_hours_from_raw(console: Any, admin: str) -> None:
     assert h0.disk_used_avg == pytest.approx(60) and h0.disk_used_n == 2
     assert h0.core_count_max == 4 and h0.mem_total_max == 4000
     assert hours[1].mem_total_max == 8000
+    quarters = await _rows(console, Metric15m, inst)
+    assert [(q.bucket_ms, q.sample_count) for q in quarters] == [(hour0, 3), (hour0 + HOUR, 1)]
+    assert quarters[0].cpu_avg == pytest.approx(30) and quarters[0].disk_used_n == 2
     # a second tick changes nothing
     again = await rollup_tick(console.rt.db)
     assert not again
@@ -81,6 +85,8 @@ async def test_late_point_is_rerolled(console: Any, admin: str) -> None:
     assert rows[0].sample_count == 2 and rows[0].cpu_avg == pytest.approx(20)
     hours = await _rows(console, Metric1h, inst)
     assert hours[0].sample_count == 2 and hours[0].cpu_max == 30
+    quarters = await _rows(console, Metric15m, inst)
+    assert quarters[0].sample_count == 2 and quarters[0].cpu_avg == pytest.approx(20)
     async with console.rt.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(MetricDirty)) == 0
 
@@ -116,21 +122,22 @@ async def test_rollups_equal_raw_computation(console: Any, admin: str, pts: list
     base = clock.now_ms() // HOUR * HOUR - 4 * HOUR
     await put(console, [sample(inst, base + t, cpu=c, mem=m, net_rx_bps=rx) for t, c, m, rx in pts])
     await rollup_tick(console.rt.db)
-    by_hour: dict[int, list[Any]] = {}
-    for t, c, m, rx in pts:
-        by_hour.setdefault((base + t) // HOUR * HOUR, []).append((c, m, rx))
-    hours = {h.bucket_ms: h for h in await _rows(console, Metric1h, inst)}
-    assert set(hours) == set(by_hour)
-    for bucket, vals in by_hour.items():
-        h = hours[bucket]
-        assert h.sample_count == len(vals)
-        assert h.cpu_avg == pytest.approx(sum(v[0] for v in vals) / len(vals), rel=1e-9, abs=1e-9)
-        assert h.cpu_max == pytest.approx(max(v[0] for v in vals))
-        assert h.mem_used_avg == pytest.approx(sum(v[1] for v in vals) / len(vals), rel=1e-9)
-        assert h.mem_used_max == max(v[1] for v in vals)
-        rx = [v[2] for v in vals if v[2] is not None]
-        assert h.net_rx_bps_n == len(rx)
-        if rx:
-            assert h.net_rx_bps_avg == pytest.approx(sum(rx) / len(rx), rel=1e-9)
-        else:
-            assert h.net_rx_bps_avg is None
+    for model, step in ((Metric15m, 15 * MIN), (Metric1h, HOUR)):
+        by_bucket: dict[int, list[Any]] = {}
+        for t, c, m, rx in pts:
+            by_bucket.setdefault((base + t) // step * step, []).append((c, m, rx))
+        rows = {h.bucket_ms: h for h in await _rows(console, model, inst)}
+        assert set(rows) == set(by_bucket)
+        for bucket, vals in by_bucket.items():
+            h = rows[bucket]
+            assert h.sample_count == len(vals)
+            assert h.cpu_avg == pytest.approx(sum(v[0] for v in vals) / len(vals), rel=1e-9, abs=1e-9)
+            assert h.cpu_max == pytest.approx(max(v[0] for v in vals))
+            assert h.mem_used_avg == pytest.approx(sum(v[1] for v in vals) / len(vals), rel=1e-9)
+            assert h.mem_used_max == max(v[1] for v in vals)
+            rx = [v[2] for v in vals if v[2] is not None]
+            assert h.net_rx_bps_n == len(rx)
+            if rx:
+                assert h.net_rx_bps_avg == pytest.approx(sum(rx) / len(rx), rel=1e-9)
+            else:
+                assert h.net_rx_bps_avg is None

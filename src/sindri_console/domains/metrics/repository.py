@@ -34,6 +34,7 @@ from sindri_console.models.instance import Instance
 from sindri_console.models.metrics import (
     Metric1h,
     Metric1m,
+    Metric15m,
     MetricDirty,
     MetricLatest,
     MetricPoint,
@@ -100,8 +101,8 @@ def _minute_columns_from_raw(p: Any, bucket: ColumnElement[int]) -> list[ColumnE
     return cols
 
 
-def _hour_columns_from_minutes(m: Any, bucket: ColumnElement[int]) -> list[ColumnElement[Any]]:
-    """Columns of one metric_1h row from 1-minute rows: sample-count weighted averages."""
+def _coarse_columns_from_minutes(m: Any, bucket: ColumnElement[int]) -> list[ColumnElement[Any]]:
+    """Columns of one coarser rollup row from 1-minute rows: sample-count weighted averages."""
     n = func.sum(m.sample_count)
     cols: list[ColumnElement[Any]] = [
         m.instance_id.label("instance_id"),
@@ -179,27 +180,33 @@ async def rollup_dirty_minutes(session: AsyncSession, dialect: Dialect, keys: li
     return written
 
 
-async def rollup_hours(session: AsyncSession, dialect: Dialect, lo_ms: int, hi_ms: int) -> int:
-    """Upsert the 1-hour rows of every instance for hours in [lo_ms, hi_ms) from 1-minute rows."""
+ROLLUP_MODELS: dict[str, Any] = {"1m": Metric1m, "15m": Metric15m, "1h": Metric1h}
+TIER_STEP_MS = {"1m": MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS}
+
+
+async def rollup_from_minutes(session: AsyncSession, dialect: Dialect, tier: str, lo_ms: int, hi_ms: int) -> int:
+    """Upsert the `tier` rows (15m or 1h) of every instance for buckets in [lo_ms, hi_ms) from 1-minute rows."""
     m = Metric1m
-    bucket = dialect.time_bucket(m.bucket_ms, HOUR_MS)
-    sel = (select(*_hour_columns_from_minutes(m, bucket))
+    bucket = dialect.time_bucket(m.bucket_ms, TIER_STEP_MS[tier])
+    sel = (select(*_coarse_columns_from_minutes(m, bucket))
            .where(m.bucket_ms >= lo_ms, m.bucket_ms < hi_ms)
            .group_by(m.instance_id, bucket))
-    return await _upsert_from_select(session, dialect, Metric1h, sel)
+    return await _upsert_from_select(session, dialect, ROLLUP_MODELS[tier], sel)
 
 
-async def rollup_instance_hours(session: AsyncSession, dialect: Dialect, keys: list[tuple[str, int]]) -> int:
-    """Recompute the given (instance, hour) 1-hour rows from 1-minute rows."""
+async def rollup_instance_buckets(session: AsyncSession, dialect: Dialect, tier: str,
+                                  keys: list[tuple[str, int]]) -> int:
+    """Recompute the given (instance, bucket start) rows of `tier` from 1-minute rows."""
     if not keys:
         return 0
     m = Metric1m
-    bucket = dialect.time_bucket(m.bucket_ms, HOUR_MS)
+    step = TIER_STEP_MS[tier]
+    bucket = dialect.time_bucket(m.bucket_ms, step)
     written = 0
     for chunk in _chunks(keys, 500):
-        cond = [and_(m.instance_id == inst, m.bucket_ms >= hour, m.bucket_ms < hour + HOUR_MS) for inst, hour in chunk]
-        sel = select(*_hour_columns_from_minutes(m, bucket)).where(or_(*cond)).group_by(m.instance_id, bucket)
-        written += await _upsert_from_select(session, dialect, Metric1h, sel)
+        cond = [and_(m.instance_id == inst, m.bucket_ms >= start, m.bucket_ms < start + step) for inst, start in chunk]
+        sel = select(*_coarse_columns_from_minutes(m, bucket)).where(or_(*cond)).group_by(m.instance_id, bucket)
+        written += await _upsert_from_select(session, dialect, ROLLUP_MODELS[tier], sel)
     return written
 
 
@@ -253,7 +260,7 @@ async def oldest_minute_ms(session: AsyncSession) -> int | None:
 class Segment:
     """One source table and the half-open time range [lo_ms, hi_ms) read from it."""
 
-    tier: str  # "1h" | "1m" | "raw"
+    tier: str  # "1h" | "15m" | "1m" | "raw"
     lo_ms: int
     hi_ms: int
 
@@ -339,7 +346,7 @@ def _segment_select(seg: Segment, dialect: Dialect, step_ms: int | None,
         ts = MetricPoint.ts_ms
         parts = _raw_parts(MetricPoint)
     else:
-        src = Metric1h if seg.tier == "1h" else Metric1m
+        src = ROLLUP_MODELS[seg.tier]
         ts = src.bucket_ms
         parts = _rollup_parts(src)
     bucket = dialect.time_bucket(ts, step_ms) if step_ms else _i(literal(0))
@@ -401,7 +408,7 @@ async def oldest_time(session: AsyncSession, tier: str, instance_id: str | None,
         src: Any = MetricPoint
         ts = MetricPoint.ts_ms
     else:
-        src = Metric1h if tier == "1h" else Metric1m
+        src = ROLLUP_MODELS[tier]
         ts = src.bucket_ms
     stmt = select(func.min(ts))
     if instance_id is not None:

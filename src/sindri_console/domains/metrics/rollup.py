@@ -5,8 +5,10 @@ One tick:
    points, in chunks of `MINUTES_PER_UNIT`, each chunk one transaction that also advances the
    watermark;
 2. 1-minute rows of the dirty set (late points, ≤ 5000 per tick), deleting the dirty rows they cover;
-3. 1-hour rows for every closed hour after the `1h` watermark (an hour is closed once the `1m`
-   watermark passed its end) and for the hours touched by (2), from 1-minute rows.
+3. 15-minute and 1-hour rows for every closed bucket after the `15m` / `1h` watermarks (a bucket
+   is closed once the `1m` watermark passed its end) and for the buckets touched by (2), from
+   1-minute rows. (The 15-minute tier is ours, not the spec's: it lets the 24-hour fleet series read
+   96 rows per instance instead of 1440.)
 
 Every write is an idempotent upsert, so a tick that dies half-way is simply redone by the next one.
 Steps (1) and (2) hold the `1m` watermark row lock (PostgreSQL) for their transaction; sample writers
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sindri_console.db.engine import Database
 from sindri_console.domains.metrics import repository as repo
-from sindri_console.domains.metrics.repository import HOUR_MS, MINUTE_MS
+from sindri_console.domains.metrics.repository import MINUTE_MS
 from sindri_console.kit.clock import clock
 
 LEASE = "metrics-rollup"
@@ -28,7 +30,8 @@ LEASE_TTL_SECONDS = 120
 MAX_MINUTES_PER_TICK = 1440
 MINUTES_PER_UNIT = 60
 MAX_DIRTY_PER_TICK = 5000
-HOURS_PER_UNIT = 24
+COARSE_TIERS = ("15m", "1h")
+COARSE_BUCKETS_PER_UNIT = 96
 # a minute is rolled up a few seconds after it closes: points stamped at its end are usually in by then
 # (later ones are still caught by the dirty set)
 CLOSE_GRACE_MS = 5_000
@@ -38,11 +41,11 @@ CLOSE_GRACE_MS = 5_000
 class RollupResult:
     minutes: int = 0
     dirty: int = 0
-    hours: int = 0
+    coarse: dict[str, int] = field(default_factory=dict)  # tier -> buckets written
     watermarks: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.minutes or self.dirty or self.hours)
+        return bool(self.minutes or self.dirty or self.coarse)
 
 
 async def _initial_minute_mark(db: Database, now_ms: int) -> int:
@@ -90,37 +93,42 @@ async def rollup_tick(db: Database, *, now_ms: int | None = None) -> RollupResul
         if keys:
             await repo.rollup_dirty_minutes(s, dialect, keys)
     result.dirty = len(keys)
-    touched_hours = {(inst, minute // HOUR_MS * HOUR_MS) for inst, minute in keys}
 
-    # (3) closed hours after the 1h watermark, then the hours the dirty minutes belong to
+    # (3) closed 15-minute and hour buckets after their watermarks, then those the dirty minutes belong to
     async with db.read() as s:
         marks = await repo.read_watermarks(s)
-        oldest_minute = await repo.oldest_minute_ms(s) if "1h" not in marks else None
+        missing = [tier for tier in COARSE_TIERS if tier not in marks]
+        oldest_minute = await repo.oldest_minute_ms(s) if missing else None
     minute_mark = marks["1m"]
-    hours_closed_end = minute_mark // HOUR_MS * HOUR_MS
-    if "1h" not in marks:
-        start = min(oldest_minute if oldest_minute is not None else minute_mark, minute_mark)
-        async with db.write() as s:
-            if await repo.lock_watermark(s, "1h") is None:
-                await repo.set_watermark(s, dialect, "1h", start // HOUR_MS * HOUR_MS)
-    while True:
-        async with db.write() as s:
-            hour_mark = await repo.lock_watermark(s, "1h")
-            if hour_mark is None:
-                break
-            hi = min(hours_closed_end, hour_mark + HOURS_PER_UNIT * HOUR_MS)
-            if hi <= hour_mark:
-                break
-            await repo.rollup_hours(s, dialect, hour_mark, hi)
-            await repo.set_watermark(s, dialect, "1h", hi)
-        result.hours += (hi - hour_mark) // HOUR_MS
+    for tier in COARSE_TIERS:
+        step = repo.TIER_STEP_MS[tier]
+        # a bucket is closed once the 1m watermark passed its end: it is built from 1-minute rows
+        closed = minute_mark // step * step
+        if tier in missing:
+            start = min(oldest_minute if oldest_minute is not None else minute_mark, minute_mark)
+            async with db.write() as s:
+                if await repo.lock_watermark(s, tier) is None:
+                    await repo.set_watermark(s, dialect, tier, start // step * step)
+        while True:
+            async with db.write() as s:
+                mark = await repo.lock_watermark(s, tier)
+                if mark is None:
+                    break
+                hi = min(closed, mark + COARSE_BUCKETS_PER_UNIT * step)
+                if hi <= mark:
+                    break
+                await repo.rollup_from_minutes(s, dialect, tier, mark, hi)
+                await repo.set_watermark(s, dialect, tier, hi)
+            result.coarse[tier] = result.coarse.get(tier, 0) + (hi - mark) // step
     async with db.read() as s:
         marks = await repo.read_watermarks(s)
-    # hours at or after the watermark are built by step (3) once they close
-    late_hours = sorted(k for k in touched_hours if k[1] < marks["1h"])
-    if late_hours:
-        async with db.write() as s:
-            await repo.rollup_instance_hours(s, dialect, late_hours)
-        result.hours += len(late_hours)
+    for tier in COARSE_TIERS:
+        step = repo.TIER_STEP_MS[tier]
+        # buckets at or after the watermark are built by the loop above once they close
+        late = sorted({(inst, minute // step * step) for inst, minute in keys if minute // step * step < marks[tier]})
+        if late:
+            async with db.write() as s:
+                await repo.rollup_instance_buckets(s, dialect, tier, late)
+            result.coarse[tier] = result.coarse.get(tier, 0) + len(late)
     result.watermarks = marks
     return result

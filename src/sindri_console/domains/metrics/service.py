@@ -46,7 +46,9 @@ def _unprocessable(field: str, message: str, sentence: str | None = None) -> Api
 def tiers_for(step_ms: int) -> tuple[str, ...]:
     """Source tables, coarsest first, whose step divides `step_ms`."""
     if step_ms % HOUR_MS == 0:
-        return ("1h", "1m", "raw")
+        return ("1h", "15m", "1m", "raw")
+    if step_ms % (15 * MINUTE_MS) == 0:
+        return ("15m", "1m", "raw")
     if step_ms % MINUTE_MS == 0:
         return ("1m", "raw")
     return ("raw",)
@@ -288,7 +290,7 @@ async def aggregate(rt: Runtime, principal: Principal, from_ms: int, to_ms: int,
     elif from_ms >= now - rt.settings.METRICS_1M_RETENTION_DAYS * DAY_MS:
         source, tiers = "1m", ("1m", "raw")
     else:
-        source, tiers = "1h", ("1h", "1m", "raw")
+        source, tiers = "1h", ("1h", "15m", "1m", "raw")
     async with rt.db.read() as s:
         inst = await resolve_instance(s, principal, instance_id)
         marks = await repo.read_watermarks(s)

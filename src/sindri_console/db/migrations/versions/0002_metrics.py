@@ -81,6 +81,36 @@ def upgrade() -> None:
     with op.batch_alter_table('metric_1m', schema=None) as batch_op:
         batch_op.create_index('ix_metric_1m_bucket_ms', ['bucket_ms'], unique=False)
 
+    op.create_table('metric_15m',
+    sa.Column('instance_id', sa.String(length=64), nullable=False),
+    sa.Column('bucket_ms', sa.BigInteger(), nullable=False),
+    sa.Column('sample_count', sa.Integer(), nullable=False),
+    sa.Column('cpu_avg', sa.Float(), nullable=True),
+    sa.Column('cpu_max', sa.Float(), nullable=True),
+    sa.Column('mem_used_avg', sa.Float(), nullable=True),
+    sa.Column('mem_used_max', sa.BigInteger(), nullable=True),
+    sa.Column('disk_used_avg', sa.Float(), nullable=True),
+    sa.Column('disk_used_max', sa.BigInteger(), nullable=True),
+    sa.Column('load_avg_1_avg', sa.Float(), nullable=True),
+    sa.Column('load_avg_1_max', sa.Float(), nullable=True),
+    sa.Column('net_rx_bps_avg', sa.Float(), nullable=True),
+    sa.Column('net_rx_bps_max', sa.BigInteger(), nullable=True),
+    sa.Column('net_tx_bps_avg', sa.Float(), nullable=True),
+    sa.Column('net_tx_bps_max', sa.BigInteger(), nullable=True),
+    sa.Column('mem_total_max', sa.BigInteger(), nullable=True),
+    sa.Column('disk_total_max', sa.BigInteger(), nullable=True),
+    sa.Column('core_count_max', sa.Integer(), nullable=True),
+    sa.Column('mem_used_n', sa.Integer(), nullable=False),
+    sa.Column('disk_used_n', sa.Integer(), nullable=False),
+    sa.Column('load_avg_1_n', sa.Integer(), nullable=False),
+    sa.Column('net_rx_bps_n', sa.Integer(), nullable=False),
+    sa.Column('net_tx_bps_n', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['instance_id'], ['instance.id'], name=op.f('fk_metric_15m_instance_id_instance'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('instance_id', 'bucket_ms', name=op.f('pk_metric_15m'))
+    )
+    with op.batch_alter_table('metric_15m', schema=None) as batch_op:
+        batch_op.create_index('ix_metric_15m_bucket_ms', ['bucket_ms'], unique=False)
+
     op.create_table('metric_dirty',
     sa.Column('instance_id', sa.String(length=64), nullable=False),
     sa.Column('minute_ms', sa.BigInteger(), nullable=False),
@@ -158,6 +188,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_metric_1m_bucket_ms')
 
     op.drop_table('metric_1m')
+    with op.batch_alter_table('metric_15m', schema=None) as batch_op:
+        batch_op.drop_index('ix_metric_15m_bucket_ms')
+
+    op.drop_table('metric_15m')
     with op.batch_alter_table('metric_1h', schema=None) as batch_op:
         batch_op.drop_index('ix_metric_1h_bucket_ms')
 
