@@ -85,4 +85,7 @@ def parse_iso(value: str) -> datetime:
         raise ValueError("not an ISO 8601 timestamp") from exc
     if dt.tzinfo is None:
         raise ValueError("timestamp needs a UTC offset")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
+        raise ValueError("timestamp out of range") from None
