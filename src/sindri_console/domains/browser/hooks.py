@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import signal
+from typing import Any
 
 from sindri_console.domains.browser.service import RECHECK_SECONDS, BrowserService
 from sindri_console.loops.base import LoopSpec
@@ -29,11 +32,34 @@ def _install_redaction() -> None:
         logger.addFilter(TicketRedaction())
 
 
+def _close_sockets_first_on_exit_signal(service: BrowserService) -> None:
+    """uvicorn fails every open WebSocket with 1012 before the lifespan shutdown runs; 40 §8.5 closes
+    browser sockets with 1001. When uvicorn's own exit handler is installed (a `serve` process), run the
+    1001 closes first: the close frames are written before uvicorn's next shutdown check (0.1 s)."""
+    import uvicorn
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if not isinstance(getattr(current, "__self__", None), uvicorn.Server):
+            continue
+
+        def on_signal(signum: int, frame: Any, _uvicorn: Any = current) -> None:
+            loop.call_soon_threadsafe(service.begin_shutdown)
+            _uvicorn(signum, frame)
+
+        try:
+            signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: leave uvicorn's handler alone
+            return
+
+
 async def startup(rt: Runtime) -> None:
     _install_redaction()
     service = BrowserService(rt)
     rt.services["browser"] = service
     await service.start()
+    _close_sockets_first_on_exit_signal(service)
     rt.loops.add(LoopSpec("browser-principal-recheck", RECHECK_SECONDS, service.recheck))
 
 

@@ -84,6 +84,7 @@ class BrowserService:
         self._bus_sub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._bus_lost = 0
+        self._closing: asyncio.Future[None] | None = None
         self.pushed = 0  # pushes enqueued since start (bench and logs)
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -93,9 +94,16 @@ class BrowserService:
         self._bus_sub = await self.rt.bus.subscribe(*BUS_PATTERNS, maxsize=BUS_QUEUE_MAX)
         self._task = asyncio.create_task(self._distribute(), name="browser-distributor")
 
+    def begin_shutdown(self) -> None:
+        """Close every socket with 1001 now (the process is about to stop)."""
+        self._closing = asyncio.ensure_future(self._close_all())
+
+    async def _close_all(self) -> None:
+        await asyncio.gather(*(sock.close(1001, "Server shutting down") for sock in list(self.sockets)),
+                             return_exceptions=True)
+
     async def stop(self) -> None:
-        for sock in list(self.sockets):
-            await sock.close(1001, "Server shutting down")
+        await self._close_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
