@@ -124,12 +124,14 @@ class LogSink:
                 size += len(TRUNCATED_MARK.encode())
             rows, mark = self._rows, self._mark_pending
             self._text, self._text_bytes, self._rows, self._mark_pending = [], 0, [], False
+            # counted before the write: lines arriving meanwhile must see this batch's size against the cap
+            self.stored_bytes += size
             try:
                 async with self.rt.db.write() as s:
                     await repo.append_logs(s, self.deployment_id, text, size, mark)
                     await insert_entries(s, rows)
-                self.stored_bytes += size
             except Exception as exc:  # a lost batch of output must not end the deployment
+                self.stored_bytes -= size
                 log.warning("deployment_log_flush_failed", deployment=self.deployment_id,
                             error=type(exc).__name__)
 
