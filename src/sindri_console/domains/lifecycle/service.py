@@ -189,32 +189,41 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
 
 async def perform_action(rt: Runtime, principal: Principal, instance_id: str, req: ActionRequest,
                          wait_seconds: int) -> JSONResponse:
-    """§6.5: 404 → 403 → 409 → 503 → accept in one transaction, then wait up to `wait_seconds`.
+    """§6.5: 404 → 403 → 409 → 503 → accept, all in one transaction; then wait up to `wait_seconds`.
 
-    Answers 200 when the job finished within the wait, else 202; the body is `{instance, job, backup}`.
+    Answers 200 when the job finished within the wait, else 202; the body is `{instance, job, backup}` as it
+    is when the response is written (with no wait: as committed at acceptance).
     """
-    async with rt.db.read() as s:
-        inst = await get_visible_instance(s, principal, instance_id)
-        await require_role_on_instance(s, principal, inst, Role.OPERATOR)
-    ensure_allowed(name=inst.name, status=inst.status, provider=inst.provider, active_job_id=inst.active_job_id,
-                   action=req.action.lower(), with_backup=req.backup is not None and req.action == "DESTROY")
-    await require_driver(rt)
-    now = utcnow()
+    from sindri_console.domains.instances.service import min_instance_version
+
+    # Only a cold start waits here (for the resolution in flight); never inside the write transaction.
+    facts_available = await driver_available(rt)
+    name = instance_id
     try:
         async with rt.db.write() as s:
-            current = await s.get(Instance, inst.id)
-            assert current is not None
-            accepted = await _accept_in(s, principal, current, req, now)
+            inst = await get_visible_instance(s, principal, instance_id)
+            name = inst.name
+            await require_role_on_instance(s, principal, inst, Role.OPERATOR)
+            ensure_allowed(name=inst.name, status=inst.status, provider=inst.provider,
+                           active_job_id=inst.active_job_id, action=req.action.lower(),
+                           with_backup=req.backup is not None and req.action == "DESTROY")
+            if not facts_available:
+                raise ApiError(503, CLI_MISSING_MESSAGE)
+            accepted = await _accept_in(s, principal, inst, req, utcnow())
             if isinstance(accepted, str):
                 raise ApiError(409, accepted)
-            job_id = accepted[0].id
+            job, backup = accepted
+            await s.refresh(inst)
+            body = {"instance": instance_to_wire(inst, await s.get(AgentState, inst.id), min_instance_version(rt)),
+                    "job": job_to_wire(job), "backup": backup_to_wire(backup)}
     except IntegrityError:
         # The partial unique indexes caught a race the compare-and-set could not see.
-        raise ApiError(409, f"Instance '{inst.name}' has an operation in progress") from None
+        raise ApiError(409, f"Instance '{name}' has an operation in progress") from None
     runner_of(rt).kick()
-    finished = await wait_for_job(rt, job_id, wait_seconds)
-    body = await action_body(rt, inst.id, job_id)
-    return JSONResponse(body, status_code=200 if finished else 202)
+    if wait_seconds == 0:
+        return JSONResponse(body, status_code=202)
+    finished = await wait_for_job(rt, job.id, wait_seconds)
+    return JSONResponse(await action_body(rt, inst.id, job.id), status_code=200 if finished else 202)
 
 
 async def wait_for_job(rt: Runtime, job_id: str, wait_seconds: int) -> bool:
