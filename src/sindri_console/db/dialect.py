@@ -135,7 +135,9 @@ class SqliteDialect(Dialect):
             {"p": self._fts_phrase(term), "n": cap + 1}) or 0)
         if hits == 0:
             return 0, False
-        span = int(await session.scalar(text("SELECT max(seq) - min(seq) + 1 FROM log_entry")) or 0)
+        # two sub-selects: SQLite answers a lone max()/min() of the rowid from the b-tree ends
+        span = int(await session.scalar(text(
+            "SELECT (SELECT max(seq) FROM log_entry) - (SELECT min(seq) FROM log_entry) + 1")) or 0)
         # driving reads one row per match; probing reads about window * rows / matches index entries
         return hits, window * span < hits * hits
 
