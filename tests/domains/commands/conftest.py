@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sindri_console.domains.commands import pipeline
 from sindri_console.kit.clock import utcnow
 from sindri_console.kit.ids import new_id
 from sindri_console.models.agent import AgentState
@@ -29,6 +30,7 @@ class FakeConn:
     dialect: str | None = "console"
     capabilities: list[str] = field(default_factory=lambda: list(CONSOLE_CAPS))
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
 
     @property
@@ -39,10 +41,26 @@ class FakeConn:
                          reply_to: str | None = None) -> None:
         if self.closed:
             raise ConnectionError("socket closed")
-        self.sent.append((type_, data))
+        if type_ in ("ack", "error"):
+            self.replies.append({"type": type_, "data": data, "replyTo": reply_to})
+        else:
+            self.sent.append((type_, data))
 
     def frames(self, type_: str) -> list[dict[str, Any]]:
         return [d for t, d in self.sent if t == type_]
+
+
+async def agent_frame(rt: Any, conn: FakeConn, type_: str, data: dict[str, Any],
+                      frame_id: str | None) -> dict[str, Any] | None:
+    """Feed one agent frame to the pipeline as the socket does; wait for its commit; return the reply
+    (the returned frame, or the one written on the connection after the commit)."""
+    before = len(conn.replies)
+    reply = await pipeline.on_agent_frame(rt, conn, type_, data, frame_id)
+    await pipeline.settle(rt)
+    if reply is not None:
+        return reply
+    new = conn.replies[before:]
+    return {"type": new[-1]["type"], "data": new[-1]["data"]} if new else None
 
 
 class FakeHub:

@@ -12,7 +12,7 @@ from sindri_console.domains.commands.hooks import sweep
 from sindri_console.kit.clock import clock
 from sindri_console.models.commands import CommandExecution
 
-from .conftest import connect_fake, disconnect_fake, set_agent
+from .conftest import agent_frame, connect_fake, disconnect_fake, set_agent
 
 
 async def _setup(console: Any, admin: str, name: str = "box-1") -> tuple[str, Any]:
@@ -63,12 +63,12 @@ async def test_ack_and_results_drive_the_state_machine(console: Any, admin: str)
         r = await _post(console, admin, {"instanceId": iid, "command": "true", "wait": False})
         ids.append(r.json()["id"])
     ok, fail, slow, stopped, refused = ids
-    reply = await pipeline.on_agent_frame(console.rt, conn, "command:ack",
+    reply = await agent_frame(console.rt, conn, "command:ack",
                                           {"commandId": ok, "accepted": True, "pid": 42}, "f1")
     assert reply == {"type": "ack", "data": {"id": "f1"}}
     row = await _row(console, ok)
     assert row.status == "RUNNING" and row.pid == 42 and row.started_at is not None
-    reply = await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    reply = await agent_frame(console.rt, conn, "command:result",
                                           {"commandId": ok, "exitCode": 0, "stdout": "hi\n", "stderr": "",
                                            "durationMs": 5}, "f2")
     assert reply == {"type": "ack", "data": {"id": "f2"}}
@@ -76,18 +76,18 @@ async def test_ack_and_results_drive_the_state_machine(console: Any, admin: str)
     assert (row.status, row.exit_code, row.stdout, row.error_code) == ("SUCCEEDED", 0, "hi\n", None)
     assert row.completed_at is not None and row.duration_ms == 5
 
-    await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    await agent_frame(console.rt, conn, "command:result",
                                   {"command_id": fail, "exit_code": 2, "stderr": "boom"}, None)
     row = await _row(console, fail)
     assert (row.status, row.exit_code, row.error_code, row.stderr) == ("FAILED", 2, "EXIT_CODE", "boom")
-    await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    await agent_frame(console.rt, conn, "command:result",
                                   {"commandId": slow, "exitCode": None, "signal": "SIGTERM", "timedOut": True}, None)
     row = await _row(console, slow)
     assert (row.status, row.error_code, row.exit_code, row.signal) == ("TIMED_OUT", "TIMEOUT", None, "SIGTERM")
-    await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    await agent_frame(console.rt, conn, "command:result",
                                   {"commandId": stopped, "exitCode": None, "cancelled": True}, None)
     assert (await _row(console, stopped)).status == "CANCELLED"
-    await pipeline.on_agent_frame(console.rt, conn, "command:ack",
+    await agent_frame(console.rt, conn, "command:ack",
                                   {"commandId": refused, "accepted": False, "code": "BAD_WORKDIR",
                                    "message": "Working directory '/nope' does not exist"}, None)
     row = await _row(console, refused)
@@ -100,7 +100,7 @@ async def test_refusals_map_to_codes(console: Any, admin: str) -> None:
                 "SHUTTING_DOWN": ("FAILED", "AGENT_ERROR")}
     for code, (status, error_code) in expected.items():
         cid = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
-        await pipeline.on_agent_frame(console.rt, conn, "command:ack",
+        await agent_frame(console.rt, conn, "command:ack",
                                       {"commandId": cid, "accepted": False, "code": code, "message": "no"}, None)
         row = await _row(console, cid)
         assert (row.status, row.error_code) == (status, error_code), code
@@ -109,7 +109,7 @@ async def test_refusals_map_to_codes(console: Any, admin: str) -> None:
 async def test_missing_exit_code_is_never_success(console: Any, admin: str) -> None:
     iid, conn = await _setup(console, admin)
     cid = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
-    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": cid, "stdout": "?"}, None)
+    await agent_frame(console.rt, conn, "command:result", {"commandId": cid, "stdout": "?"}, None)
     row = await _row(console, cid)
     assert row.status == "FAILED" and row.exit_code is None and row.error_code == "EXIT_CODE"
 
@@ -118,20 +118,20 @@ async def test_duplicate_and_foreign_results(console: Any, admin: str) -> None:
     iid, conn = await _setup(console, admin)
     other_id, other_conn = await _setup(console, admin, "box-2")
     cid = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
-    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": cid, "exitCode": 0}, "a")
-    again = await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    await agent_frame(console.rt, conn, "command:result", {"commandId": cid, "exitCode": 0}, "a")
+    again = await agent_frame(console.rt, conn, "command:result",
                                           {"commandId": cid, "exitCode": 7, "stdout": "changed"}, "b")
     assert again == {"type": "ack", "data": {"id": "b", "duplicate": True}}
     row = await _row(console, cid)
     assert row.status == "SUCCEEDED" and row.exit_code == 0 and row.stdout == ""
     # the agent of another instance cannot touch this command
     cid2 = (await _post(console, admin, {"instanceId": iid, "command": "y", "wait": False})).json()["id"]
-    reply = await pipeline.on_agent_frame(console.rt, other_conn, "command:result",
+    reply = await agent_frame(console.rt, other_conn, "command:result",
                                           {"commandId": cid2, "exitCode": 0}, "c")
     assert reply is not None and reply["type"] == "error" and reply["data"]["code"] == "UNKNOWN_COMMAND"
     assert reply["data"]["refId"] == "c"
     assert (await _row(console, cid2)).status == "SENT"
-    reply = await pipeline.on_agent_frame(console.rt, conn, "command:result", {"exitCode": 0}, "d")
+    reply = await agent_frame(console.rt, conn, "command:result", {"exitCode": 0}, "d")
     assert reply is not None and reply["data"]["code"] == "INVALID_PAYLOAD"
     assert other_id != iid
 
@@ -142,7 +142,7 @@ async def test_draupnir_connection_gets_no_replies_and_no_dispatch(console: Any,
     d = type(conn)(iid, dialect="draupnir", capabilities=["heartbeat"])
     assert await pipeline.deliver(console.rt, d, cid) is False
     assert d.sent == []
-    reply = await pipeline.on_agent_frame(console.rt, d, "command:result",
+    reply = await agent_frame(console.rt, d, "command:result",
                                           {"command_id": cid, "exit_code": 0, "stdout": "", "stderr": "",
                                            "duration_ms": 3}, None)
     assert reply is None
@@ -153,7 +153,7 @@ async def test_output_is_capped_and_nul_replaced(console: Any, admin: str) -> No
     iid, conn = await _setup(console, admin)
     cid = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
     huge = "é" * 600_000  # 1.2 MB of UTF-8, over the 1 MiB limit
-    await pipeline.on_agent_frame(console.rt, conn, "command:result",
+    await agent_frame(console.rt, conn, "command:result",
                                   {"commandId": cid, "exitCode": 0, "stdout": huge, "stderr": "a\x00b",
                                    "stdoutBytes": 5_000_000}, None)
     row = await _row(console, cid)
@@ -175,7 +175,7 @@ async def test_env_and_stdin_sealed_then_cleared(console: Any, admin: str) -> No
     assert row.env_values and "s3cr3t" not in row.env_values and row.stdin and "hello" not in row.stdin
     [frame] = conn.frames("command:dispatch")
     assert frame["env"] == {"TOKEN": "s3cr3t-value"} and frame["stdin"] == "hello-stdin"
-    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": doc["id"], "exitCode": 0}, None)
+    await agent_frame(console.rt, conn, "command:result", {"commandId": doc["id"], "exitCode": 0}, None)
     row = await _row(console, doc["id"])
     assert row.env_values is None and row.stdin is None and row.env_keys == ["TOKEN"]
     audit = await console.client.get("/api/v1/audit", headers=console.auth(admin),
@@ -190,7 +190,7 @@ async def test_hello_fails_lost_running_and_redelivers_in_order(console: Any, ad
            for i in range(4)]
     lost, kept, sent_only, _ = ids
     for cid in (lost, kept):
-        await pipeline.on_agent_frame(console.rt, conn, "command:ack", {"commandId": cid, "accepted": True}, None)
+        await agent_frame(console.rt, conn, "command:ack", {"commandId": cid, "accepted": True}, None)
     disconnect_fake(console, iid)
     await set_agent(console, iid, connected=False)
     queued = (await _post(console, admin, {"instanceId": iid, "command": "later", "wait": False})).json()
@@ -207,7 +207,7 @@ async def test_hello_fails_lost_running_and_redelivers_in_order(console: Any, ad
     row = await _row(console, sent_only)
     assert row.status == "SENT" and row.delivery_attempts == 2 and row.sent_connection_id == new.connection_id
     # a later result for the kept command is accepted
-    await pipeline.on_agent_frame(console.rt, new, "command:result", {"commandId": kept, "exitCode": 0}, None)
+    await agent_frame(console.rt, new, "command:result", {"commandId": kept, "exitCode": 0}, None)
     assert (await _row(console, kept)).status == "SUCCEEDED"
     # a second hello on the same connection does not send again
     await pipeline.on_hello(console.rt, new, [])
@@ -244,7 +244,7 @@ async def test_progress_is_forwarded_not_stored(console: Any, admin: str) -> Non
     iid, conn = await _setup(console, admin)
     cid = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
     sub = await console.rt.bus.subscribe(f"command.{cid}")
-    await pipeline.on_agent_frame(console.rt, conn, "command:progress",
+    await agent_frame(console.rt, conn, "command:progress",
                                   {"commandId": cid, "stream": "stdout", "seq": 1, "data": "partial"}, None)
     _, msg = await asyncio.wait_for(sub.get(), 5)
     assert msg == {"commandId": cid, "instanceId": iid, "stream": "stdout", "seq": 1, "data": "partial"}
@@ -260,7 +260,7 @@ async def test_sweeper_expires_times_out_and_redrives(console: Any, admin: str) 
                                            "wait": False})).json()
     running = (await _post(console, admin, {"instanceId": iid, "command": "sleep", "timeoutMs": 1000,
                                             "wait": False})).json()
-    await pipeline.on_agent_frame(console.rt, conn, "command:ack", {"commandId": running["id"], "accepted": True},
+    await agent_frame(console.rt, conn, "command:ack", {"commandId": running["id"], "accepted": True},
                                   None)
     assert await sweep(console.rt) == {"expired": 0, "noResult": 0, "redriven": 0}
     clock.advance(31 + 1)  # past sent_at + 1 s + 30 s grace, and past the 10 s queue TTL
@@ -291,7 +291,7 @@ async def test_instance_removal_cancels_active_commands(console: Any, admin: str
     iid, conn = await _setup(console, admin)
     cids = [(await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
             for _ in range(2)]
-    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": cids[0], "exitCode": 0}, None)
+    await agent_frame(console.rt, conn, "command:result", {"commandId": cids[0], "exitCode": 0}, None)
     r = await console.client.delete(f"/api/v1/instances/{iid}", headers=console.auth(admin))
     assert r.status_code == 200, r.text
     assert (await _row(console, cids[0])).status == "SUCCEEDED"
@@ -309,7 +309,7 @@ async def test_retention_task_deletes_old_terminal_rows_only(console: Any, admin
     iid, conn = await _setup(console, admin)
     done = (await _post(console, admin, {"instanceId": iid, "command": "x", "wait": False})).json()["id"]
     active = (await _post(console, admin, {"instanceId": iid, "command": "y", "wait": False})).json()["id"]
-    await pipeline.on_agent_frame(console.rt, conn, "command:result", {"commandId": done, "exitCode": 0}, None)
+    await agent_frame(console.rt, conn, "command:result", {"commandId": done, "exitCode": 0}, None)
     task = retention_tasks()["command_executions"]
     assert await task(console.rt, 100) == 0
     clock.advance(91 * 86_400)

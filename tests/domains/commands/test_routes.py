@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from sindri_console.domains.commands import pipeline
 from sindri_console.kit.clock import utcnow
 from sindri_console.kit.ids import new_id
 from sindri_console.models.identity import Team, TeamMember
 from sindri_console.models.instance import Instance
 
-from .conftest import connect_fake, set_agent
+from .conftest import agent_frame, connect_fake, set_agent
 
 
 async def _post(console: Any, key: str, body: Any, path: str = "/api/v1/commands") -> Any:
@@ -143,8 +142,8 @@ async def _answer(console: Any, conn: Any, exit_code: int, stdout: str) -> None:
         frames = conn.frames("command:dispatch")
         if frames:
             cid = frames[-1]["commandId"]
-            await pipeline.on_agent_frame(console.rt, conn, "command:ack", {"commandId": cid, "accepted": True}, None)
-            await pipeline.on_agent_frame(console.rt, conn, "command:result",
+            await agent_frame(console.rt, conn, "command:ack", {"commandId": cid, "accepted": True}, None)
+            await agent_frame(console.rt, conn, "command:result",
                                           {"commandId": cid, "exitCode": exit_code, "stdout": stdout}, None)
             return
         await asyncio.sleep(0.01)
@@ -261,7 +260,7 @@ async def test_history_filters_and_clipping(console: Any, admin: str) -> None:
         r = await _post(console, admin, {"instanceId": a["id"], "command": f"deploy-step-{i}", "wait": False})
         ids.append(r.json()["id"])
     await _post(console, admin, {"instanceId": b["id"], "command": "other", "wait": False})
-    await pipeline.on_agent_frame(console.rt, conn_a, "command:result",
+    await agent_frame(console.rt, conn_a, "command:result",
                                   {"commandId": ids[0], "exitCode": 0, "stdout": "x" * 10_000}, None)
     h = console.auth(admin)
     doc = (await console.client.get("/api/v1/commands/history", headers=h)).json()

@@ -23,6 +23,7 @@ from sindri_console.domains.commands.state import (
     transition_many,
 )
 from sindri_console.domains.commands.waiters import CommandWaiters
+from sindri_console.domains.commands.writer import CommandWriter
 from sindri_console.domains.instances.removal import on_removal
 from sindri_console.kit.clock import utcnow
 from sindri_console.loops.base import LoopSpec
@@ -85,6 +86,12 @@ async def startup(rt: Runtime) -> None:
     waiters = CommandWaiters(rt.bus)
     await waiters.start()
     rt.services["command_waiters"] = waiters
+    writer = CommandWriter(rt.db)
+    writer.start()
+    rt.services["command_writer"] = writer
+    reply_writer = CommandWriter(rt.db, pipeline.apply_replies)
+    reply_writer.start()
+    rt.services["command_reply_writer"] = reply_writer
     on_removal(cancel_on_removal)
 
     async def sweep_tick() -> Any:
@@ -96,6 +103,10 @@ async def startup(rt: Runtime) -> None:
 
 async def shutdown(rt: Runtime) -> None:
     await pipeline.shutdown()
+    for name in ("command_reply_writer", "command_writer"):
+        writer = rt.services.pop(name, None)
+        if writer is not None:
+            await writer.stop()
     waiters = rt.services.pop("command_waiters", None)
     if waiters is not None:
         await waiters.stop()

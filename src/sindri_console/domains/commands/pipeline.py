@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.agents.contracts import AgentConn
 from sindri_console.domains.commands import state
@@ -31,6 +34,7 @@ from sindri_console.models.commands import CommandExecution
 from sindri_console.runtime import Runtime
 
 log = structlog.get_logger("sindri_console.commands")
+T = TypeVar("T")
 
 REDELIVER_PER_SECOND = 100
 PROGRESS_MAX_BYTES = 16 * 1024
@@ -91,51 +95,77 @@ async def _send_cancel(conn: AgentConn, command_id: str, reason: str) -> None:
 # ---- delivery ----------------------------------------------------------------------------------
 
 
-async def deliver(rt: Runtime, conn: AgentConn, command_id: str) -> bool:
-    """Move the row to SENT on this connection (committed), then write `command:dispatch`.
+async def _write(rt: Runtime, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in a group-committed transaction (domains/commands/writer.py) when the writer runs."""
+    writer = rt.services.get("command_writer")
+    if writer is None:
+        async with rt.db.write() as s:
+            return await work(s)
+    result: T = await writer.run(work)
+    return result
 
-    QUEUED → SENT, or SENT on an earlier connection → SENT. Rows already SENT on this connection,
-    acknowledged, terminal, expired or of another instance are left alone. True when a frame was written.
-    """
-    if not conn.is_console:
-        return False  # 40 §6.4: legacy connections never receive commands
+
+def local_console_conn(rt: Runtime, instance_id: str) -> AgentConn | None:
+    """The instance's console-agent socket when this replica holds it."""
+    conn = _local_conn(rt, instance_id)
+    return conn if conn is not None and conn.is_console else None
+
+
+async def mark_sent(s: AsyncSession, rt: Runtime, conn: AgentConn, command_id: str) -> dict[str, Any] | None:
+    """In the caller's transaction: QUEUED → SENT (or SENT on an earlier connection → SENT) on `conn`;
+    returns the `command:dispatch` data to write after the commit, or None when nothing is to be sent
+    (already SENT on this connection, acknowledged, terminal, expired, another instance's)."""
     settings = rt.settings
     now = utcnow()
-    async with rt.db.write() as s:
-        row = await s.get(CommandExecution, command_id)
-        if row is None or row.instance_id != conn.instance_id or row.status not in (QUEUED, SENT):
-            return False
-        if row.expires_at <= now:
-            return False  # the sweeper times it out
-        if row.status == SENT and row.sent_connection_id == conn.connection_id:
-            return False
-        try:
-            env = open_env(settings.SECRET_VAULT_KEY, row)
-            stdin = open_stdin(settings.SECRET_VAULT_KEY, row)
-        except (CryptoError, ValueError) as exc:
-            log.warning("command_inputs_unreadable", command_id=command_id, error=type(exc).__name__)
-            await state.transition(s, command_id, allowed_from=(row.status,), to=FAILED,
-                                   values={"error": UNSEALED_MESSAGE}, now=now)
-            return False
-        previous_conn = row.sent_connection_id
-        same_delivery = (CommandExecution.sent_connection_id.is_(None) if previous_conn is None
-                         else CommandExecution.sent_connection_id == previous_conn)
-        deadline = now + timedelta(milliseconds=row.timeout_ms, seconds=settings.COMMAND_RESULT_GRACE_SECONDS)
-        moved = await state.transition(
-            s, command_id, allowed_from=(row.status,), to=SENT, extra_where=(same_delivery,), now=now,
-            values={"sent_at": now, "sent_connection_id": conn.connection_id, "result_deadline_at": deadline,
-                    "delivery_attempts": CommandExecution.delivery_attempts + 1},
-        )
-        if moved is None:
-            return False
-        frame = dispatch_data(row, env, stdin)
+    row = (await s.execute(select(CommandExecution).where(CommandExecution.id == command_id)
+                           .execution_options(populate_existing=True))).scalar_one_or_none()
+    if row is None or row.instance_id != conn.instance_id or row.status not in (QUEUED, SENT):
+        return None
+    if row.expires_at <= now:
+        return None  # the sweeper times it out
+    if row.status == SENT and row.sent_connection_id == conn.connection_id:
+        return None
+    try:
+        env = open_env(settings.SECRET_VAULT_KEY, row)
+        stdin = open_stdin(settings.SECRET_VAULT_KEY, row)
+    except (CryptoError, ValueError) as exc:
+        log.warning("command_inputs_unreadable", command_id=command_id, error=type(exc).__name__)
+        await state.transition(s, command_id, allowed_from=(row.status,), to=FAILED,
+                               values={"error": UNSEALED_MESSAGE}, now=now)
+        return None
+    previous_conn = row.sent_connection_id
+    same_delivery = (CommandExecution.sent_connection_id.is_(None) if previous_conn is None
+                     else CommandExecution.sent_connection_id == previous_conn)
+    deadline = now + timedelta(milliseconds=row.timeout_ms, seconds=settings.COMMAND_RESULT_GRACE_SECONDS)
+    moved = await state.transition(
+        s, command_id, allowed_from=(row.status,), to=SENT, extra_where=(same_delivery,), now=now,
+        values={"sent_at": now, "sent_connection_id": conn.connection_id, "result_deadline_at": deadline,
+                "delivery_attempts": CommandExecution.delivery_attempts + 1},
+    )
+    return dispatch_data(row, env, stdin) if moved is not None else None
+
+
+async def write_dispatch(conn: AgentConn, frame: dict[str, Any]) -> bool:
+    """Write a dispatch whose SENT state is committed; a dead socket leaves the row for redelivery."""
     try:
         await conn.send_frame("command:dispatch", frame)
     except ConnectionError:
         # the row stays SENT on a dead connection; the next hello redelivers it (40 §6.3)
-        log.info("command_dispatch_not_written", command_id=command_id, connection_id=conn.connection_id)
+        log.info("command_dispatch_not_written", command_id=frame.get("commandId"),
+                 connection_id=conn.connection_id)
         return False
     return True
+
+
+async def deliver(rt: Runtime, conn: AgentConn, command_id: str) -> bool:
+    """Move the row to SENT on this connection (committed), then write `command:dispatch`.
+    True when a frame was written."""
+    if not conn.is_console:
+        return False  # 40 §6.4: legacy connections never receive commands
+    frame = await _write(rt, lambda s: mark_sent(s, rt, conn, command_id))
+    if frame is None:
+        return False
+    return await write_dispatch(conn, frame)
 
 
 async def _redeliver(rt: Runtime, conn: AgentConn, ids: list[str], started: float) -> None:
@@ -308,60 +338,183 @@ async def on_agent_frame(rt: Runtime, conn: AgentConn, type_: str, data: dict[st
                          frame_id: str | None) -> dict[str, Any] | None:
     """Handle `command:ack`, `command:progress`, `command:result` (40 §4.5, §6.3).
 
-    Writes are committed before this returns; the returned frame (`ack` or `error`) is for C
-    connections only — D connections get nothing back.
+    Acks and results are queued on the group-commit writer and this returns None at once, so the
+    socket keeps reading while the write commits; their reply (`ack` or `error`) is written on the
+    connection after the commit, by `_reply_after_commit`. Invalid frames and progress frames are
+    answered through the return value. D connections never get replies.
     """
     fields = _Fields(data if isinstance(data, dict) else {})
     command_id = fields.raw("commandId", "command_id")
     if not isinstance(command_id, str) or not command_id or len(command_id) > 128:
-        reply = _error("INVALID_PAYLOAD", f"{type_} needs a commandId", frame_id,
-                       details=[{"field": "commandId", "message": "is required"}])
+        reply: dict[str, Any] | None = _error("INVALID_PAYLOAD", f"{type_} needs a commandId", frame_id,
+                                              details=[{"field": "commandId", "message": "is required"}])
     elif type_ == "command:ack":
-        reply = await _on_ack(rt, conn, command_id, fields, frame_id)
+        reply = _start_ack(rt, conn, command_id, fields, frame_id)
     elif type_ == "command:progress":
         reply = await _on_progress(rt, conn, command_id, fields, frame_id)
     elif type_ == "command:result":
-        reply = await _on_result(rt, conn, command_id, fields, frame_id)
+        reply = _start_result(rt, conn, command_id, fields, frame_id)
     else:
         reply = _error("UNKNOWN_TYPE", f"{type_} is not a command frame", frame_id)
     return None if conn.dialect == "draupnir" else reply
+
+
+def _reply_after_commit(conn: AgentConn, frame_id: str | None,
+                        pending: Awaitable[dict[str, Any] | None]) -> None:
+    async def run() -> None:
+        try:
+            reply = await pending
+        except Exception as exc:  # the frame was not stored: no ack, the agent re-sends it after hello
+            log.warning("command_frame_not_stored", connection_id=conn.connection_id, error=type(exc).__name__)
+            return
+        if reply is None or conn.dialect == "draupnir":
+            return
+        with contextlib.suppress(ConnectionError):
+            await conn.send_frame(reply["type"], reply["data"], reply_to=frame_id)
+
+    task = asyncio.create_task(run(), name="command-reply")
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def settle(rt: Runtime) -> None:
+    """Wait until every queued agent reply has been committed and answered (tests, shutdown)."""
+    for _ in range(1000):
+        pending = [t for t in _background if t.get_name() == "command-reply"]
+        if not pending:
+            return
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _unknown(command_id: str, frame_id: str | None) -> dict[str, Any]:
     return _error("UNKNOWN_COMMAND", f"No command {command_id} for this instance", frame_id)
 
 
-async def _on_ack(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
-                  frame_id: str | None) -> dict[str, Any] | None:
-    now = utcnow()
+@dataclass
+class ReplyIntent:
+    """A parsed `command:ack` / `command:result`, applied by `apply_replies` in a shared transaction."""
+
+    command_id: str
+    instance_id: str
+    kind: str  # "ack" | "result"
+    to: str
+    values: dict[str, Any]
+    now: datetime
+    stdout: str = ""
+    stderr: str = ""
+    started_at: datetime | None = None
+
+
+def _transitions_allowed(kind: str) -> tuple[str, ...]:
+    return (SENT,) if kind == "ack" else (QUEUED, SENT, RUNNING)
+
+
+async def apply_replies(s: AsyncSession, intents: list[ReplyIntent]) -> list[str]:
+    """Apply agent replies set-wise: one locking read of the rows, transitions decided in arrival order
+    against it, one executemany compare-and-set update per column set. Returns per intent
+    "stored", "duplicate" (no transition applies any more) or "unknown" (no such command of that
+    instance)."""
+    table = CommandExecution.__table__
+    ids = list({i.command_id for i in intents})
+    rows = {r.id: r for r in (await s.execute(
+        select(CommandExecution.id, CommandExecution.instance_id, CommandExecution.status,
+               CommandExecution.output_limit_bytes, CommandExecution.started_at, CommandExecution.exit_code,
+               CommandExecution.completed_at)
+        .where(CommandExecution.id.in_(ids)).with_for_update()
+    )).all()}
+    current = {cid: {"status": r.status, "started_at": r.started_at, "exit_code": r.exit_code,
+                     "completed_at": r.completed_at, "instance_id": r.instance_id,
+                     "limit": r.output_limit_bytes} for cid, r in rows.items()}
+    original = {cid: r.status for cid, r in rows.items()}
+    changes: dict[str, dict[str, Any]] = {}
+    outcomes: list[str] = []
+    for it in intents:
+        row = current.get(it.command_id)
+        if row is None or row["instance_id"] != it.instance_id:
+            outcomes.append("unknown")
+            continue
+        if row["status"] not in _transitions_allowed(it.kind):
+            outcomes.append("duplicate")
+            continue
+        values = dict(it.values)
+        if it.kind == "result":
+            out, cut_out = cap_utf8(it.stdout, row["limit"])
+            err, cut_err = cap_utf8(it.stderr, row["limit"])
+            values.update({
+                "stdout": out, "stderr": err,
+                "stdout_bytes": values["stdout_bytes"] if values["stdout_bytes"] is not None else len(out.encode()),
+                "stderr_bytes": values["stderr_bytes"] if values["stderr_bytes"] is not None else len(err.encode()),
+                "stdout_truncated": values["stdout_truncated"] or cut_out,
+                "stderr_truncated": values["stderr_truncated"] or cut_err,
+            })
+            if row["started_at"] is None and it.started_at is not None:
+                values["started_at"] = it.started_at
+        values["status"] = it.to
+        if it.to in TERMINAL_STATUSES:
+            values.setdefault("completed_at", it.now)
+            values["env_values"] = None
+            values["stdin"] = None
+        changes.setdefault(it.command_id, {}).update(values)
+        row["status"] = it.to
+        for key in ("started_at", "exit_code", "completed_at"):
+            if key in values:
+                row[key] = values[key]
+        state.publish_message(s, state.status_message(it.command_id, it.instance_id, it.to, row["exit_code"],
+                                                      row["started_at"], row["completed_at"]))
+        outcomes.append("stored")
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for cid, values in changes.items():
+        shape = tuple(sorted(values))
+        by_shape.setdefault(shape, []).append({"b_id": cid, "b_expected": original[cid],
+                                               **{f"v_{k}": v for k, v in values.items()}})
+    for shape, params in by_shape.items():
+        stmt = (table.update()
+                .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_expected"))
+                .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in shape}))
+        await s.execute(stmt, params)
+    return outcomes
+
+
+def _start_ack(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
+               frame_id: str | None) -> dict[str, Any] | None:
     accepted = f.bool_("accepted", "accepted")
     if accepted is None:
         return _error("INVALID_PAYLOAD", "command:ack needs accepted (true or false)", frame_id,
                       details=f.problems or [{"field": "accepted", "message": "is required"}])
-    async with rt.db.write() as s:
-        current = await s.scalar(select(CommandExecution.status).where(
-            CommandExecution.id == command_id, CommandExecution.instance_id == conn.instance_id))
-        if current is None:
-            return _unknown(command_id, frame_id)
-        if accepted:
-            started = f.time_("startedAt", "started_at", now) or now
-            values = {"started_at": started, "pid": f.int_("pid", "pid", lo=0)}
-            moved = await state.transition(s, command_id, allowed_from=(SENT,), to=RUNNING,
-                                           instance_id=conn.instance_id, values=values, now=now)
+    now = utcnow()
+    if accepted:
+        to, values = RUNNING, {"started_at": f.time_("startedAt", "started_at", now) or now,
+                               "pid": f.int_("pid", "pid", lo=0)}
+    else:
+        code = f.str_("code", "code", max_len=32) or ""
+        message = f.str_("message", "message", max_len=4096) or f"The agent refused the command ({code})"
+        if code == "EXPIRED":
+            to, error_code = TIMED_OUT, "EXPIRED"
         else:
-            code = f.str_("code", "code", max_len=32) or ""
-            message = f.str_("message", "message", max_len=4096) or f"The agent refused the command ({code})"
-            if code == "EXPIRED":
-                to, error_code = TIMED_OUT, "EXPIRED"
-            else:
-                to, error_code = FAILED, code if code in REFUSAL_CODES else "AGENT_ERROR"
-            moved = await state.transition(s, command_id, allowed_from=(SENT,), to=to, instance_id=conn.instance_id,
-                                           values={"error_code": error_code, "error": message, "exit_code": None},
-                                           now=now)
+            to, error_code = FAILED, code if code in REFUSAL_CODES else "AGENT_ERROR"
+        values = {"error_code": error_code, "error": message, "exit_code": None}
+    intent = ReplyIntent(command_id, conn.instance_id, "ack", to, values, now)
+    _reply_after_commit(conn, frame_id, _finish(rt, intent, f, frame_id))
+    return None
+
+
+async def _finish(rt: Runtime, intent: ReplyIntent, f: _Fields, frame_id: str | None) -> dict[str, Any] | None:
+    writer = rt.services.get("command_reply_writer")
+    if writer is None:
+        async with rt.db.write() as s:
+            outcome = (await apply_replies(s, [intent]))[0]
+    else:
+        outcome = await writer.run(intent)
+    if outcome == "unknown":
+        return _unknown(intent.command_id, frame_id)
+    if intent.kind == "result":
+        _progress_window.pop(intent.command_id, None)
+    if outcome == "duplicate":
+        return _ack(frame_id, duplicate=True)
     if f.problems:
-        return _error("INVALID_PAYLOAD", "Some fields of command:ack were invalid and ignored", frame_id,
-                      details=f.problems, partial=True)
-    return _ack(frame_id, duplicate=moved is None)
+        return _error("INVALID_PAYLOAD", f"Some fields of command:{intent.kind} were invalid and stored as null",
+                      frame_id, details=f.problems, partial=True)
+    return _ack(frame_id)
 
 
 async def _on_progress(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
@@ -401,8 +554,8 @@ def _progress_allowed(command_id: str) -> bool:
     return True
 
 
-async def _on_result(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
-                     frame_id: str | None) -> dict[str, Any] | None:
+def _start_result(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
+                  frame_id: str | None) -> None:
     now = utcnow()
     exit_code = f.int_("exitCode", "exit_code")
     signal = f.str_("signal", "signal", max_len=32)
@@ -410,18 +563,16 @@ async def _on_result(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
     stderr = f.str_("stderr", "stderr") or ""
     stdout_bytes = f.int_("stdoutBytes", "stdout_bytes", lo=0)
     stderr_bytes = f.int_("stderrBytes", "stderr_bytes", lo=0)
-    stdout_cut = f.bool_("stdoutTruncated", "stdout_truncated") or False
-    stderr_cut = f.bool_("stderrTruncated", "stderr_truncated") or False
     duration = f.int_("durationMs", "duration_ms", lo=0)
     if duration is not None and duration > 2**31 - 1:
         duration = None
-    started_at = f.time_("startedAt", "started_at", now)
     timed_out = f.bool_("timedOut", "timed_out") or False
     cancelled = f.bool_("cancelled", "cancelled") or False
     error = f.str_("error", "error", max_len=4096)
     if exit_code is not None and not -(2**31) <= exit_code < 2**31:
         exit_code = None
 
+    message: str | None
     if timed_out:
         to, code, message = TIMED_OUT, "TIMEOUT", error or "The command ran longer than its timeout and was stopped"
     elif cancelled:
@@ -438,34 +589,12 @@ async def _on_result(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
             message = f"The command was ended by signal {signal}"
         else:
             message = "The agent reported no exit status"
-
-    async with rt.db.write() as s:
-        row = (await s.execute(
-            select(CommandExecution.status, CommandExecution.output_limit_bytes, CommandExecution.started_at)
-            .where(CommandExecution.id == command_id, CommandExecution.instance_id == conn.instance_id)
-        )).first()
-        if row is None:
-            return _unknown(command_id, frame_id)
-        if row.status in TERMINAL_STATUSES:
-            return _ack(frame_id, duplicate=True)
-        limit = row.output_limit_bytes
-        stdout, cut_out = cap_utf8(stdout, limit)
-        stderr, cut_err = cap_utf8(stderr, limit)
-        values: dict[str, Any] = {
-            "exit_code": exit_code, "signal": signal, "stdout": stdout, "stderr": stderr,
-            "stdout_bytes": stdout_bytes if stdout_bytes is not None else len(stdout.encode("utf-8")),
-            "stderr_bytes": stderr_bytes if stderr_bytes is not None else len(stderr.encode("utf-8")),
-            "stdout_truncated": stdout_cut or cut_out, "stderr_truncated": stderr_cut or cut_err,
-            "duration_ms": duration, "error_code": code, "error": message, "completed_at": now,
-        }
-        if row.started_at is None and started_at is not None:
-            values["started_at"] = started_at
-        moved = await state.transition(s, command_id, allowed_from=(QUEUED, SENT, RUNNING), to=to,
-                                       instance_id=conn.instance_id, values=values, now=now)
-    _progress_window.pop(command_id, None)
-    if moved is None:
-        return _ack(frame_id, duplicate=True)
-    if f.problems:
-        return _error("INVALID_PAYLOAD", "Some fields of command:result were invalid and stored as null", frame_id,
-                      details=f.problems, partial=True)
-    return _ack(frame_id)
+    values: dict[str, Any] = {
+        "exit_code": exit_code, "signal": signal, "stdout_bytes": stdout_bytes, "stderr_bytes": stderr_bytes,
+        "stdout_truncated": f.bool_("stdoutTruncated", "stdout_truncated") or False,
+        "stderr_truncated": f.bool_("stderrTruncated", "stderr_truncated") or False,
+        "duration_ms": duration, "error_code": code, "error": message, "completed_at": now,
+    }
+    intent = ReplyIntent(command_id, conn.instance_id, "result", to, values, now, stdout=stdout, stderr=stderr,
+                         started_at=f.time_("startedAt", "started_at", now))
+    _reply_after_commit(conn, frame_id, _finish(rt, intent, f, frame_id))

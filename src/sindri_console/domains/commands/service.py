@@ -15,14 +15,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.commands import pipeline
 from sindri_console.domains.commands import repository as repo
-from sindri_console.domains.commands.state import QUEUED, TERMINAL_STATUSES
+from sindri_console.domains.commands.state import QUEUED, SENT, TERMINAL_STATUSES, publish_status
 from sindri_console.domains.commands.waiters import CommandWaiters
-from sindri_console.domains.commands.wire import command_to_wire, seal_env, seal_stdin
+from sindri_console.domains.commands.wire import command_to_wire, dispatch_data, seal_env, seal_stdin
 from sindri_console.kit.audit import write_audit
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.clock import utcnow
@@ -30,7 +29,7 @@ from sindri_console.kit.crypto import MISSING_KEY_MESSAGE
 from sindri_console.kit.errors import ApiError
 from sindri_console.kit.ids import new_id
 from sindri_console.kit.rbac import Role
-from sindri_console.kit.scope import require_role_on_instance, visible_instances
+from sindri_console.kit.scope import require_role_on_instance
 from sindri_console.models.agent import AgentState
 from sindri_console.models.commands import CommandExecution
 from sindri_console.models.instance import Instance
@@ -181,15 +180,52 @@ async def wait_terminal(rt: Runtime, ids: list[str], seconds: float, watch: Any)
             pending = {cid for cid in pending if current.get(cid) not in TERMINAL_STATUSES}
 
 
-async def _deliver_after_commit(rt: Runtime, rows: list[tuple[str, str]]) -> None:
-    """Hand accepted rows of connected agents to the pipeline (direct or through the bus)."""
-    async def one(instance_id: str, command_id: str) -> None:
-        try:
-            await pipeline.request_delivery(rt, instance_id, command_id)
-        except Exception as exc:  # the sweeper re-drives QUEUED rows of connected agents
-            log.warning("command_delivery_request_failed", command_id=command_id, error=type(exc).__name__)
+class Deliveries:
+    """Delivery of freshly accepted rows.
 
-    await asyncio.gather(*(one(iid, cid) for iid, cid in rows))
+    A row whose agent socket this replica holds is inserted already SENT on that connection (QUEUED
+    and the move to SENT happen in the one accepting transaction, so the SENT state is committed
+    before the frame is written, 40 §6.3); its frame is written after the commit from the plaintext
+    still in memory. Rows of agents connected elsewhere are handed to the replica holding the socket
+    through the bus; rows of offline agents wait in QUEUED for the agent's next hello.
+    """
+
+    def __init__(self, rt: Runtime, spec: CommandSpec) -> None:
+        self.rt = rt
+        self.spec = spec
+        self.frames: list[tuple[Any, dict[str, Any]]] = []
+        self.sent_rows: list[CommandExecution] = []
+        self.remote: list[tuple[str, str]] = []
+
+    def add(self, s: AsyncSession, row: CommandExecution, connected: bool) -> None:
+        conn = pipeline.local_console_conn(self.rt, row.instance_id)
+        if conn is not None:
+            now = row.created_at
+            row.status = SENT
+            row.sent_at = now
+            row.sent_connection_id = conn.connection_id
+            row.delivery_attempts = 1
+            row.result_deadline_at = now + timedelta(
+                milliseconds=row.timeout_ms, seconds=self.rt.settings.COMMAND_RESULT_GRACE_SECONDS)
+            self.frames.append((conn, dispatch_data(row, dict(self.spec.env), self.spec.stdin)))
+            self.sent_rows.append(row)
+        elif connected:
+            self.remote.append((row.instance_id, row.id))
+        s.add(row)
+
+    def published(self, s: AsyncSession) -> None:
+        for row in self.sent_rows:
+            publish_status(s, row)
+
+    async def after_commit(self) -> None:
+        async def one(instance_id: str, command_id: str) -> None:
+            try:
+                await pipeline.request_delivery(self.rt, instance_id, command_id)
+            except Exception as exc:  # the sweeper re-drives QUEUED rows of connected agents
+                log.warning("command_delivery_request_failed", command_id=command_id, error=type(exc).__name__)
+
+        await asyncio.gather(*(pipeline.write_dispatch(conn, frame) for conn, frame in self.frames),
+                             *(one(iid, cid) for iid, cid in self.remote))
 
 
 def _waiters(rt: Runtime) -> CommandWaiters:
@@ -207,15 +243,17 @@ async def create_single(rt: Runtime, principal: Principal, instance_id: str,
     if isinstance(checked, TargetRefused):
         raise ApiError(checked.status, checked.message)
     command_id = new_id()
+    deliveries = Deliveries(rt, spec)
     with _waiters(rt).watch([command_id]) as watch:
         now = utcnow()
         async with rt.db.write() as s:
-            s.add(_new_row(rt, principal, spec, instance_id, command_id, None, now))
+            deliveries.add(s, _new_row(rt, principal, spec, instance_id, command_id, None, now), checked.connected)
+            deliveries.published(s)
             await write_audit(s, principal, "EXECUTE", "command", command_id, {
                 "instanceId": instance_id, "mode": spec.mode, **_program(spec), "argCount": len(spec.args),
                 "envKeys": list(spec.env), "workingDir": spec.working_dir, "timeoutMs": spec.timeout_ms,
             }, team_id=checked.instance.team_id)
-        await _deliver_after_commit(rt, [(instance_id, command_id)])
+        await deliveries.after_commit()
         if spec.wait and checked.connected:
             await wait_terminal(rt, [command_id], wait_seconds(rt, spec), watch)
     async with rt.db.read() as s:
@@ -232,18 +270,22 @@ async def create_batch(rt: Runtime, principal: Principal, instance_ids: list[str
     batch_id = new_id()
     accepted: dict[str, str] = {}  # instance id -> command id
     connected_ids: list[str] = []
+    connected: set[str] = set()
     for iid in instance_ids:
         target = checked[iid]
         if isinstance(target, Target):
             accepted[iid] = new_id()
             if target.connected:
                 connected_ids.append(accepted[iid])
+                connected.add(accepted[iid])
+    deliveries = Deliveries(rt, spec)
     with _waiters(rt).watch(connected_ids) as watch:
         if accepted:
             now = utcnow()
             async with rt.db.write() as s:
                 for iid, cid in accepted.items():
-                    s.add(_new_row(rt, principal, spec, iid, cid, batch_id, now))
+                    deliveries.add(s, _new_row(rt, principal, spec, iid, cid, batch_id, now), cid in connected)
+                deliveries.published(s)
                 if spec.mode == "SCRIPT":
                     meta: dict[str, Any] = {"batchId": batch_id, "instanceIds": list(accepted),
                                             "interpreter": spec.interpreter,
@@ -255,7 +297,7 @@ async def create_batch(rt: Runtime, principal: Principal, instance_ids: list[str
                     meta = {"batchId": batch_id, "instanceIds": list(accepted), "mode": spec.mode,
                             **_program(spec), "envKeys": list(spec.env)}
                 await write_audit(s, principal, "EXECUTE", "command", batch_id, meta)
-            await _deliver_after_commit(rt, list(accepted.items()))
+            await deliveries.after_commit()
             if spec.wait and connected_ids:
                 await wait_terminal(rt, connected_ids, wait_seconds(rt, spec), watch)
     async with rt.db.read() as s:
@@ -293,8 +335,3 @@ async def get_command(rt: Runtime, principal: Principal, command_id: str) -> dic
     if found is None:
         raise ApiError(404, "Command execution not found")
     return command_to_wire(found[0], found[1])
-
-
-async def instance_is_visible(session: AsyncSession, principal: Principal, instance_id: str) -> bool:
-    return await session.scalar(select(Instance.id).where(Instance.id == instance_id,
-                                                          visible_instances(principal))) is not None

@@ -40,10 +40,15 @@ def status_message(command_id: str, instance_id: str, status: str, exit_code: in
             "startedAt": to_iso(started_at), "completedAt": to_iso(completed_at)}
 
 
+def publish_message(session: AsyncSession, msg: dict[str, Any]) -> None:
+    """Queue a status message on `command.<id>` and `instance.<id>.commands` for after the commit."""
+    publish_after_commit(session, f"command.{msg['commandId']}", msg)
+    publish_after_commit(session, f"instance.{msg['instanceId']}.commands", msg)
+
+
 def publish_status(session: AsyncSession, row: Any) -> None:
-    msg = status_message(row.id, row.instance_id, row.status, row.exit_code, row.started_at, row.completed_at)
-    publish_after_commit(session, f"command.{row.id}", msg)
-    publish_after_commit(session, f"instance.{row.instance_id}.commands", msg)
+    publish_message(session, status_message(row.id, row.instance_id, row.status, row.exit_code, row.started_at,
+                                            row.completed_at))
 
 
 def _values(to: str, values: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
