@@ -1,7 +1,7 @@
 """Agent socket load (issue 3, 40 §15): N concurrent simulated draupnir agents against one replica.
 
 Usage:  python bench/agents_load.py [--database sqlite|postgresql] [--agents 5000] [--heartbeat 10]
-                                    [--metrics 30] [--seconds 120] [--probe 200]
+                                    [--metrics 30] [--seconds 120] [--probe 200] [--ramp 200]
 
 Starts one real `sindri-console serve` on 127.0.0.1 with a fresh database (SQLite file, or a new
 PostgreSQL database on the server of TEST_DATABASE_URL), registers `--agents` instances with the
@@ -93,6 +93,7 @@ class Stats:
         self.hb_sent = 0
         self.metrics_sent = 0
         self.errors = 0
+        self.poll_errors = 0
         self.closed = 0
         self.probe_sent: dict[str, dict[str, float]] = {}  # instance id -> iso timestamp -> perf time sent
         self.latencies: list[float] = []
@@ -150,8 +151,12 @@ async def poll_latest(server: Server, admin: dict[str, str], ids: list[str], sta
     async with httpx.AsyncClient(timeout=10) as http:
         loop = asyncio.get_running_loop()
         while loop.time() < stop_at + 5:
-            r = await http.get(server.url + "/api/v1/metrics/latest", params={"instanceIds": ",".join(ids)},
-                               headers=admin)
+            try:
+                r = await http.get(server.url + "/api/v1/metrics/latest", params={"instanceIds": ",".join(ids)},
+                                   headers=admin)
+            except httpx.HTTPError:
+                stats.poll_errors += 1
+                continue
             now = time.perf_counter()
             if r.status_code == 200:
                 for row in r.json()["data"]:
@@ -208,8 +213,8 @@ async def run(server: Server, database_url: str, args: Any) -> dict[str, Any]:
     tasks = []
     for identity, iid in agents:
         tasks.append(asyncio.create_task(agent(server, identity, iid, args, stats, stop, iid in probe_ids, ready)))
-        if len(tasks) % 250 == 0:
-            await asyncio.sleep(0.5)  # ramp: ~500 connections/s
+        if len(tasks) % 100 == 0:
+            await asyncio.sleep(100 / args.ramp)
     # wait until every agent is identified (its first heartbeat sent)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(300):
@@ -242,7 +247,8 @@ async def run(server: Server, database_url: str, args: Any) -> dict[str, Any]:
         "heartbeats_sent": stats.hb_sent, "heartbeat_rows": hb_rows, "metrics_sent": stats.metrics_sent,
         "metric_rows": metric_rows, "frames_lost": (stats.hb_sent - hb_rows) + (stats.metrics_sent - metric_rows),
         "frames_per_second": round((stats.hb_sent + stats.metrics_sent) / (args.seconds or 1), 1),
-        "latency_samples": len(stats.latencies), "p50_ms": round(pct(stats.latencies, 50), 1),
+        "latency_samples": len(stats.latencies), "latest_poll_errors": stats.poll_errors,
+        "probe_frames_never_visible": sum(len(v) for v in stats.probe_sent.values()), "p50_ms": round(pct(stats.latencies, 50), 1),
         "p99_ms": round(pct(stats.latencies, 99), 1), "max_ms": round(max(stats.latencies or [float("nan")]), 1),
         "server_rss_max_mb": round(max_rss, 1), "server_cpu_seconds_connect": round(cpu1 - cpu0, 1),
         "server_cpu_seconds_steady": round(cpu2 - cpu1, 1),
@@ -257,6 +263,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=float, default=30)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--probe", type=int, default=200)
+    parser.add_argument("--ramp", type=float, default=200, help="new connections per second")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.agents * 2 + 1000)), hard))

@@ -54,6 +54,7 @@ async def test_replacement_4409_and_audit(server: Any, admin: str) -> None:
     entries = await eventually(audited, 3.0)
     assert entries
     assert sum(e["action"] == "CONNECT" for e in entries) == 2
+    assert all(e["ipAddress"] == "127.0.0.1" and e["userId"] is None for e in entries)
     disc = [e for e in entries if e["action"] == "DISCONNECT"]
     assert len(disc) == 1 and disc[0]["metadata"]["closeCode"] == 4409
     assert disc[0]["metadata"]["instanceId"] == inst["id"]

@@ -33,6 +33,7 @@ from sindri_console.domains.instances.state import (
 from sindri_console.kit.audit import write_audit
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.clock import to_iso, utcnow
+from sindri_console.kit.context import RequestContext, set_context
 from sindri_console.kit.ids import new_id
 from sindri_console.models.agent import AgentConnection, AgentState
 from sindri_console.models.instance import Instance
@@ -96,24 +97,33 @@ class Identified:
     agent_instance_id: str | None
 
 
-async def identify(rt: Runtime, conn: AgentSocket, instance_id: str) -> Identified:
-    """Insert the connection row, mark AgentState connected, audit/event CONNECT, apply row 17."""
+async def identify_many(session: AsyncSession, rt: Runtime, requests: list[tuple[AgentSocket, str]]
+                        ) -> list[Identified | None]:
+    """§3.5 on identification, for a batch of sockets in the caller's transaction: connection rows,
+    AgentState connected, audit and event CONNECT, 10-core §6.2 row 17. None for a vanished instance."""
     now = utcnow()
-    async with rt.db.write() as s:
-        inst = await s.get(Instance, instance_id)
+    ids = list(dict.fromkeys(iid for _, iid in requests))
+    instances = {i.id: i for i in await session.scalars(select(Instance).where(Instance.id.in_(ids)))}
+    states = await repo.load_states(session, ids)
+    loss = rt.settings.AGENT_HEARTBEAT_LOSS_SECONDS
+    out: list[Identified | None] = []
+    for conn, instance_id in requests:
+        inst = instances.get(instance_id)
         if inst is None:
-            raise LookupError(instance_id)
-        s.add(AgentConnection(
+            out.append(None)
+            continue
+        session.add(AgentConnection(
             id=conn.connection_id, instance_id=instance_id, replica_id=rt.replica_id,
             credential=conn.principal.credential, api_key_id=conn.principal.api_key_id, dialect=conn.dialect,
             agent_version=conn.agent_version, protocol_version=conn.protocol_version,
             capabilities=list(conn.stored_capabilities), remote_address=(conn.remote or "")[:64] or None,
             user_agent=(conn.user_agent or "")[:256] or None, connected_at=conn.connected_at, identified_at=now,
         ))
-        state = await s.get(AgentState, instance_id)
+        state = states.get(instance_id)
         if state is None:
             state = new_state(instance_id, now)
-            s.add(state)
+            session.add(state)
+            states[instance_id] = state
         state.connected = True
         state.connection_id = conn.connection_id
         state.replica_id = rt.replica_id
@@ -122,22 +132,33 @@ async def identify(rt: Runtime, conn: AgentSocket, instance_id: str) -> Identifi
         state.last_seen_at = now
         if conn.dialect is not None:
             apply_classification(state, conn)
-        await s.flush()
-        previous = await apply_agent_contact(s, state, kind="connect",
-                                             loss_seconds=rt.settings.AGENT_HEARTBEAT_LOSS_SECONDS, now=now)
+        previous = None
+        if inst.status == "RUNNING" and not state.heartbeat_lost:
+            # the common case without the state machine's extra reads: only the deadline moves
+            threshold = loss_threshold_seconds(loss, state.heartbeat_interval_seconds)
+            state.heartbeat_deadline_at = heartbeat_deadline(now, inst.status_changed_at, threshold)
+            state.updated_at = now
+        else:
+            await session.flush()
+            previous = await apply_agent_contact(session, state, kind="connect", loss_seconds=loss, now=now)
         meta: dict[str, Any] = {"connectionId": conn.connection_id, "dialect": conn.dialect,
                                 "agentVersion": state.agent_version}
         if previous is not None:
             meta.update({"fromStatus": previous, "toStatus": "RUNNING"})
-        write_event(s, instance_id, "CONNECT", "Agent connected", meta, actor_kind="AGENT",
+        write_event(session, instance_id, "CONNECT", "Agent connected", meta, actor_kind="AGENT",
                     ts_ms=int(now.timestamp() * 1000))
-        await write_audit(s, _principal(conn), "CONNECT", "agent_connection", conn.connection_id, {
+        # the audit entry carries the socket's own request context (address, user agent), not the writer's
+        set_context(conn.context)
+        await write_audit(session, _principal(conn), "CONNECT", "agent_connection", conn.connection_id, {
             "instanceId": instance_id, "credential": conn.principal.credential,
             "apiKeyId": conn.principal.api_key_id, "dialect": conn.dialect, "agentVersion": state.agent_version,
             "remoteAddress": conn.remote,
         }, team_id=inst.team_id, actor_kind="AGENT")
-        publish_after_commit(s, f"instance.{instance_id}.agent", agent_push(state, connectionId=conn.connection_id))
-        return Identified(instance_id, inst.name, inst.team_id, state.agent_instance_id)
+        publish_after_commit(session, f"instance.{instance_id}.agent",
+                             agent_push(state, connectionId=conn.connection_id))
+        out.append(Identified(instance_id, inst.name, inst.team_id, state.agent_instance_id))
+    set_context(RequestContext())
+    return out
 
 
 async def classify(rt: Runtime, conn: AgentSocket) -> None:

@@ -39,6 +39,7 @@ from sindri_console.domains.agents.ingest import (
 from sindri_console.domains.agents.writer import Job
 from sindri_console.kit.auth import AuthFailure, Principal, extract_raw_key
 from sindri_console.kit.clock import to_iso, utcnow
+from sindri_console.kit.context import current_context
 from sindri_console.kit.ids import new_id
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class AgentSocket:
         self.ws = ws
         self.remote = remote
         self.user_agent = ws.headers.get("user-agent")
+        self.context = current_context()
         self.connection_id = new_id()
         self.instance_id: str | None = None
         self.instance_name: str | None = None
@@ -251,10 +253,11 @@ class AgentSocket:
             return inst.id if inst else None
 
     async def identify(self, instance_id: str) -> None:
-        try:
-            ident = await service.identify(self.rt, self, instance_id)
-        except LookupError:
-            raise CloseSocket(4404, "Unknown instance; register it with POST /api/v1/instances") from None
+        # identifications are batched with the ingest writer: a reconnect storm is a few transactions
+        ident = await self.hub.writer.submit(Job(self, "identify", utcnow(), extra={"instance_id": instance_id}),
+                                             wait=True)
+        if ident is None:
+            raise CloseSocket(4404, "Unknown instance; register it with POST /api/v1/instances")
         self.instance_id = ident.instance_id
         self.instance_name = ident.name
         self.identities.update({ident.instance_id, ident.name})

@@ -17,7 +17,7 @@ import structlog
 from sindri_console.db.engine import publish_after_commit
 from sindri_console.domains.agents import repository as repo
 from sindri_console.domains.agents.ingest import HeartbeatValues, heartbeat_push, metrics_push
-from sindri_console.domains.agents.service import Contact, heartbeat_values, record_contact
+from sindri_console.domains.agents.service import Contact, heartbeat_values, identify_many, record_contact
 from sindri_console.domains.metrics.ingest import MetricSample, store_samples
 from sindri_console.kit.clock import ms_to_iso, to_iso, utcnow
 
@@ -36,12 +36,12 @@ SLOW_BATCH_SECONDS = 0.5
 @dataclass
 class Job:
     conn: AgentSocket
-    kind: str  # "heartbeat" | "metrics" | "contact"
+    kind: str  # "identify" | "heartbeat" | "metrics" | "contact"
     received: datetime
     heartbeat: HeartbeatValues | None = None
     sample: MetricSample | None = None
     frame_id: str | None = None
-    done: asyncio.Future[str] | None = None  # "ok" | "duplicate"; an exception when the batch failed
+    done: asyncio.Future[Any] | None = None  # "ok" | "duplicate" | Identified; an exception when the batch failed
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,7 +73,7 @@ class IngestWriter:
             async with asyncio.timeout(10):
                 await self.queue.join()
 
-    async def submit(self, job: Job, *, wait: bool) -> str | None:
+    async def submit(self, job: Job, *, wait: bool) -> Any:
         """Queue a job; with `wait`, return once its batch committed (raises when it failed)."""
         if wait:
             job.done = asyncio.get_running_loop().create_future()
@@ -120,7 +120,7 @@ class IngestWriter:
             return
         self._finish(batch, results=results)
 
-    def _finish(self, batch: list[Job], *, results: dict[int, str] | None = None,
+    def _finish(self, batch: list[Job], *, results: dict[int, Any] | None = None,
                 exc: Exception | None = None) -> None:
         for i, job in enumerate(batch):
             job.conn.pending_jobs -= 1
@@ -134,10 +134,16 @@ class IngestWriter:
         self.batches += 1
         self.frames += len(batch)
 
-    async def _commit(self, batch: list[Job]) -> dict[int, str]:
+    async def _commit(self, batch: list[Job]) -> dict[int, Any]:
         rt = self.rt
-        results: dict[int, str] = {}
+        results: dict[int, Any] = {}
         async with rt.db.write() as s:
+            idents = [(i, j) for i, j in enumerate(batch) if j.kind == "identify"]
+            if idents:
+                done = await identify_many(s, rt, [(j.conn, j.extra["instance_id"]) for _, j in idents])
+                for (i, _), ident in zip(idents, done, strict=True):
+                    results[i] = ident
+                await s.flush()
             keyed = [(j.conn.instance_id, j.frame_id) for j in batch if j.frame_id]
             seen = await repo.existing_receipts(s, keyed)  # type: ignore[arg-type]
             fresh_keys: list[tuple[str, str]] = []
@@ -146,7 +152,8 @@ class IngestWriter:
             heartbeats: list[dict[str, Any]] = []
             for i, job in enumerate(batch):
                 iid = job.conn.instance_id
-                assert iid is not None
+                if job.kind == "identify" or iid is None:
+                    continue
                 if job.frame_id:
                     key = (iid, job.frame_id)
                     if key in seen:
