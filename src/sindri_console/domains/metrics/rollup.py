@@ -28,10 +28,12 @@ LEASE = "metrics-rollup"
 INTERVAL_SECONDS = 60
 LEASE_TTL_SECONDS = 120
 MAX_MINUTES_PER_TICK = 1440
-MINUTES_PER_UNIT = 60
+# short transactions: on SQLite a rollup unit holds the one write connection, on PostgreSQL the
+# watermark row lock that sample writers wait for
+MINUTES_PER_UNIT = 15
 MAX_DIRTY_PER_TICK = 5000
 COARSE_TIERS = ("15m", "1h")
-COARSE_BUCKETS_PER_UNIT = 96
+COARSE_UNIT_MS = 2 * 3_600_000
 # a minute is rolled up a few seconds after it closes: points stamped at its end are usually in by then
 # (later ones are still caught by the dirty set)
 CLOSE_GRACE_MS = 5_000
@@ -109,12 +111,15 @@ async def rollup_tick(db: Database, *, now_ms: int | None = None) -> RollupResul
             async with db.write() as s:
                 if await repo.lock_watermark(s, tier) is None:
                     await repo.set_watermark(s, dialect, tier, start // step * step)
+        tier_end: int | None = None
         while True:
             async with db.write() as s:
                 mark = await repo.lock_watermark(s, tier)
                 if mark is None:
                     break
-                hi = min(closed, mark + COARSE_BUCKETS_PER_UNIT * step)
+                if tier_end is None:  # the same per-tick bound as the minutes
+                    tier_end = min(closed, mark + MAX_MINUTES_PER_TICK * MINUTE_MS)
+                hi = min(tier_end, mark + max(step, COARSE_UNIT_MS))
                 if hi <= mark:
                     break
                 await repo.rollup_from_minutes(s, dialect, tier, mark, hi)
