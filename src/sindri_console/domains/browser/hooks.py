@@ -34,8 +34,8 @@ def _install_redaction() -> None:
 
 def _close_sockets_first_on_exit_signal(service: BrowserService) -> None:
     """uvicorn fails every open WebSocket with 1012 before the lifespan shutdown runs; 40 §8.5 closes
-    browser sockets with 1001. When uvicorn's own exit handler is installed (a `serve` process), run the
-    1001 closes first: the close frames are written before uvicorn's next shutdown check (0.1 s)."""
+    browser sockets with 1001. When uvicorn's own exit handler is installed (a `serve` process), the
+    1001 closes run first and uvicorn's handler right after them (at most 1 s later)."""
     import uvicorn
 
     loop = asyncio.get_running_loop()
@@ -45,8 +45,7 @@ def _close_sockets_first_on_exit_signal(service: BrowserService) -> None:
             continue
 
         def on_signal(signum: int, frame: Any, _uvicorn: Any = current) -> None:
-            loop.call_soon_threadsafe(service.begin_shutdown)
-            _uvicorn(signum, frame)
+            loop.call_soon_threadsafe(service.begin_shutdown, lambda: _uvicorn(signum, frame))
 
         try:
             signal.signal(sig, on_signal)

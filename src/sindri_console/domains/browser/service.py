@@ -47,6 +47,7 @@ log = structlog.get_logger("sindri_console.browser")
 
 TICKET_FAILURE = "Invalid or expired ticket; request a new one with POST /api/v1/ws/ticket"
 BUS_QUEUE_MAX = 100_000
+SHUTDOWN_CLOSE_SECONDS = 1.0
 MISS_TTL_SECONDS = 5.0
 MISS_CACHE_MAX = 10_000
 RECHECK_SECONDS = 60  # 40 §13 principal-recheck, and the scope cache refresh of §8.3
@@ -94,9 +95,18 @@ class BrowserService:
         self._bus_sub = await self.rt.bus.subscribe(*BUS_PATTERNS, maxsize=BUS_QUEUE_MAX)
         self._task = asyncio.create_task(self._distribute(), name="browser-distributor")
 
-    def begin_shutdown(self) -> None:
-        """Close every socket with 1001 now (the process is about to stop)."""
-        self._closing = asyncio.ensure_future(self._close_all())
+    def begin_shutdown(self, then: Callable[[], None]) -> None:
+        """Close every socket with 1001 now (the process is about to stop), then call `then`."""
+        self._closing = asyncio.ensure_future(self._close_all_then(then))
+
+    async def _close_all_then(self, then: Callable[[], None]) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_CLOSE_SECONDS):
+                await self._close_all()
+        except TimeoutError:
+            pass
+        finally:
+            then()
 
     async def _close_all(self) -> None:
         await asyncio.gather(*(sock.close(1001, "Server shutting down") for sock in list(self.sockets)),
