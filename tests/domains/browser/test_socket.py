@@ -268,3 +268,14 @@ async def test_ticket_value_never_reaches_the_server_log(console, server):
         logger.setLevel(level)
     assert any("/ws?ticket=***" in line for line in keep.lines), keep.lines
     assert not any(raw in line for line in keep.lines)
+
+
+async def test_credential_store_down_closes_1011(console, server, monkeypatch):
+    async def down(*_a, **_k):
+        raise ConnectionError("database unreachable")
+
+    _, viewer = await console.user("VIEWER")
+    monkeypatch.setattr(console.rt.auth, "authenticate", down)
+    async with server.ws(key=viewer) as ws:
+        assert await ws.close_code() == 1011
+    assert "retry later" in ws.conn.close_reason

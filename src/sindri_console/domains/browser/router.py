@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 
+import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from sindri_console.domains.browser.service import BrowserService, Refusal
 from sindri_console.runtime import runtime_of
 
+log = structlog.get_logger("sindri_console.browser")
 router = APIRouter(tags=["websocket"])
 
 
@@ -24,6 +26,11 @@ async def browser_socket(websocket: WebSocket) -> None:
     except Refusal as refusal:
         with contextlib.suppress(Exception):
             await websocket.close(code=refusal.code, reason=refusal.reason)
+        return
+    except Exception as exc:  # database or Redis unreachable: say so, never a silent drop
+        log.warning("ws_auth_unavailable", error=type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011, reason="The server cannot check credentials right now; retry later")
         return
     sock = service.open(websocket, principal)
     max_bytes = rt.settings.WS_MAX_FRAME_BYTES
