@@ -76,16 +76,16 @@ def test_agent_registers_reports_reconnects_and_loss_is_detected(tmp_path):
         agent = start_agent(server.url, tmp_path, "agent-e2e")
         try:
             inst = wait_for(lambda: (i := find_instance(server, admin, "agent-e2e")) and i["agent"]
-                            and i["agent"]["connected"] and i, 20, "agent connected")
+                            and i["agent"]["connected"] and i, 30, "agent connected")
             assert inst["status"] == "RUNNING"
             assert inst["agent"]["dialect"] == "console"
             assert "commands" in inst["agent"]["capabilities"]
             # metrics within one interval (plus commit and scheduling slack)
             latest = wait_for(lambda: [m for m in httpx.get(
                 server.url + "/api/v1/metrics/latest", headers={"Authorization": f"Bearer {admin}"},
-                timeout=5).json()["data"] if m["instanceId"] == inst["id"]], 10, "latest metrics")
+                timeout=5).json()["data"] if m["instanceId"] == inst["id"]], 20, "latest metrics")
             assert latest[0]["cpuPercent"] is not None and latest[0]["memUsedBytes"] is not None
-            hb = wait_for(lambda: detail(server, admin, inst["id"])["lastHeartbeat"], 10, "heartbeat")
+            hb = wait_for(lambda: detail(server, admin, inst["id"])["lastHeartbeat"], 20, "heartbeat")
             assert hb["agentUptimeSeconds"] is not None
 
             # restart the server: the agent reconnects by itself
@@ -93,7 +93,7 @@ def test_agent_registers_reports_reconnects_and_loss_is_detected(tmp_path):
             server.stop()
             server = start_server(tmp_path, db, port=port, extra_env=SERVER_ENV, expect_admin_key=False)
             again = wait_for(lambda: (d := detail(server, admin, inst["id"]))["agent"]["connected"]
-                             and d["agent"]["connectedAt"] != first_connected_at and d, 30, "reconnect")
+                             and d["agent"]["connectedAt"] != first_connected_at and d, 45, "reconnect")
             assert again["status"] == "RUNNING"
 
             # the agent dies without a close frame: heartbeat loss is detected
@@ -109,10 +109,10 @@ def test_agent_registers_reports_reconnects_and_loss_is_detected(tmp_path):
 
             # a new agent process brings it back; a graceful stop (close 1000) makes it STOPPED
             agent = start_agent(server.url, tmp_path, "agent-e2e")
-            wait_for(lambda: detail(server, admin, inst["id"])["status"] == "RUNNING", 20, "recovery")
+            wait_for(lambda: detail(server, admin, inst["id"])["status"] == "RUNNING", 30, "recovery")
             agent.send_signal(signal.SIGTERM)
             assert agent.wait(20) == 0
-            wait_for(lambda: detail(server, admin, inst["id"])["status"] == "STOPPED", 10, "graceful stop")
+            wait_for(lambda: detail(server, admin, inst["id"])["status"] == "STOPPED", 30, "graceful stop")
         finally:
             if agent.poll() is None:
                 agent.kill()

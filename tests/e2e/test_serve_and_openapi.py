@@ -39,8 +39,13 @@ def test_first_start_prints_one_admin_key_and_it_works(tmp_path):
 @pytest.mark.skipif(shutil.which("schemathesis") is None and shutil.which("st") is None,
                     reason="schemathesis is installed by requirements-dev.txt")
 def test_schemathesis_finds_no_server_error(tmp_path):
+    # a CLI that answers, so lifecycle actions are accepted instead of 503 "CLI missing"
+    cli = tmp_path / "sindri"
+    cli.write_text("#!/bin/sh\nif [ \"$1\" = version ]; then echo '{\"version\":\"3.4.1\"}'; exit 0; fi\n"
+                   "echo 12345\nexit 0\n")
+    cli.chmod(0o755)
     with fresh_database(tmp_path) as db:
-        server = start_server(tmp_path, db)
+        server = start_server(tmp_path, db, extra_env={"SINDRI_BIN_PATH": str(cli)})
         try:
             headers = {"Authorization": f"Bearer {server.admin_key}"}
             httpx.post(server.url + "/api/v1/instances", headers=headers,

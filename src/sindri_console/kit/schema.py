@@ -138,8 +138,19 @@ def query_str(query: Any, name: str, max_len: int, min_len: int = 1) -> str | No
 def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` for a route that parses its JSON body itself (presence-aware bodies).
 
-    The model must be flat (no nested models) so its schema needs no component references.
+    Nested models are inlined so the schema needs no component references.
     """
     schema = model.model_json_schema(by_alias=True)
-    schema.pop("$defs", None)
-    return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": inline(schema)}}}}
