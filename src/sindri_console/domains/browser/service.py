@@ -86,7 +86,7 @@ class BrowserService:
         self._task: asyncio.Task[None] | None = None
         self._bus_lost = 0
         self._closing: asyncio.Future[None] | None = None
-        self.pushed = 0  # pushes enqueued since start (bench and logs)
+        self.pushed = 0  # pushes enqueued since start, reported by the re-check tick
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -336,10 +336,12 @@ class BrowserService:
             self.instance_team = await repository.instance_teams(s)
         self._missing.clear()
 
-    async def recheck(self) -> int:
-        """Every 60 s: refresh the scope cache and re-read every socket's principal. Returns sockets closed."""
+    async def recheck(self) -> dict[str, int]:
+        """Every 60 s: refresh the scope cache and re-read every socket's principal. Returns the tick's counts."""
         await self.refresh_scope_cache()
-        return await self._recheck_sockets(list(self.sockets))
+        closed = await self._recheck_sockets(list(self.sockets))
+        return {"sockets": len(self.sockets), "subscriptions": sum(len(s.subs) for s in self.sockets),
+                "closed": closed, "pushed": self.pushed}
 
     async def _recheck_sockets(self, sockets: list[BrowserSocket]) -> int:
         loaded: dict[str, Principal | AuthFailure] = {}
