@@ -53,6 +53,11 @@ class Dialect(ABC):
         The caller must hold the log-sequence lock (`lock_log_sequence`) so ranges follow commit order.
         """
 
+    async def lock_and_reserve_log_seqs(self, session: AsyncSession, table: str, column: str, count: int) -> int:
+        """`lock_log_sequence` then `reserve_seq_range`, in one round trip where the dialect can."""
+        await self.lock_log_sequence(session)
+        return await self.reserve_seq_range(session, table, column, count)
+
     @abstractmethod
     async def bulk_insert_rows(self, session: AsyncSession, table: str, columns: tuple[str, ...],
                                rows: list[tuple[Any, ...]]) -> None:
@@ -163,6 +168,15 @@ class PostgresDialect(Dialect):
         last = await session.scalar(
             text("SELECT setval(pg_get_serial_sequence(:t, :c), nextval(pg_get_serial_sequence(:t, :c)) + :n - 1)"),
             {"t": table, "c": column, "n": count},
+        )
+        return int(last) - count + 1
+
+    async def lock_and_reserve_log_seqs(self, session: AsyncSession, table: str, column: str, count: int) -> int:
+        # the FROM sub-select takes the lock before the target list moves the sequence
+        last = await session.scalar(
+            text("SELECT setval(pg_get_serial_sequence(:t, :c), nextval(pg_get_serial_sequence(:t, :c)) + :n - 1) "
+                 "FROM (SELECT pg_advisory_xact_lock(:k)) AS log_lock"),
+            {"t": table, "c": column, "n": count, "k": self.LOG_SEQ_LOCK},
         )
         return int(last) - count + 1
 
