@@ -150,8 +150,7 @@ async def store_pending(session: AsyncSession, dialect: Dialect, pending: Sequen
     """
     if not pending:
         return []
-    await dialect.lock_log_sequence(session)
-    first = await dialect.reserve_seq_range(session, LOG_TABLE, "seq", len(pending))
+    first = await dialect.lock_and_reserve_log_seqs(session, LOG_TABLE, "seq", len(pending))
     rows: list[tuple[Any, ...]] = []
     out: list[dict[str, Any]] = []
     by_instance: dict[str, list[dict[str, Any]]] = {}
