@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -361,3 +363,54 @@ async def test_log_batch_and_heartbeat_loss_cross_replicas(replicas):
                 assert lost["channel"] == "events"
                 assert lost["data"] == {"instanceId": iid, "from": "RUNNING", "to": "UNREACHABLE",
                                         "reason": "heartbeat_lost"}
+
+
+def start_console_agent(server: Server, tmp: Any, name: str) -> subprocess.Popen[str]:
+    """Our own agent process (`sindri-console agent`), heartbeats and metrics every second."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SINDRI_", "DATABASE_URL", "REDIS_URL"))},
+        "SINDRI_CONSOLE_URL": server.url, "SINDRI_CONSOLE_API_KEY": AGENT_KEY, "SINDRI_INSTANCE_ID": name,
+        "SINDRI_INSTANCE_NAME": name, "SINDRI_PROVIDER": "docker", "SINDRI_AGENT_HEARTBEAT": "1",
+        "SINDRI_AGENT_METRICS": "1", "SINDRI_AGENT_BACKOFF_MAX": "2",
+        "SINDRI_AGENT_STATE_DIR": str(tmp / f"agent-state-{name}"), "SINDRI_BIN_PATH": str(tmp / "no-sindri"),
+    }
+    log = open(tmp / f"agent-{name}.log", "w")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen([sys.executable, "-m", "sindri_console.agent.main"], env=env, stdout=log,
+                            stderr=log, text=True)
+
+
+async def test_real_agent_on_b_reaches_browser_on_a(replicas, tmp_path):
+    """Our agent process registers and streams on replica B; a browser on replica A sees it live."""
+    a, b = replicas
+    fleet = Fleet(a, b)
+    name = f"e2e-real-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        _, viewer = await fleet.user(http, "VIEWER")
+        async with browser(a, await fleet.ticket(http, a, viewer)) as web:
+            for channel in ("events", "heartbeats", "metrics"):
+                assert (await web.subscribe(channel=channel))["type"] == "subscribed"
+            proc = start_console_agent(b, tmp_path, name)
+            try:
+                registered = await web.next_of("instance:status", within=30,
+                                               where=lambda m: m["data"]["reason"] == "registration")
+                iid = registered["data"]["instanceId"]
+                # connect, then the classification by `hello` (dialect, capabilities)
+                hello = await web.next_of("agent:status", within=30,
+                                          where=lambda m: m["data"]["instanceId"] == iid
+                                          and m["data"]["connected"] and m["data"].get("dialect") == "console")
+                assert "metrics" in hello["data"]["capabilities"]
+                hb = await web.next_of("heartbeat", within=15, where=lambda m: m["data"]["instanceId"] == iid)
+                assert hb["channel"] == "heartbeats"
+                metrics_push = await web.next_of("metrics", within=15,
+                                                 where=lambda m: m["data"]["instanceId"] == iid)
+                assert metrics_push["data"]["cpuPercent"] is not None
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            gone = await web.next_of("agent:status", within=20,
+                                     where=lambda m: m["data"]["instanceId"] == iid and not m["data"]["connected"])
+            assert gone["channel"] == "events"
