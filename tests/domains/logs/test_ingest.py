@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta, timezone
 from typing import Any
@@ -152,3 +153,33 @@ async def test_out_of_scope_instance_is_404(console: Any, admin: str) -> None:
                                    {"instanceId": mine["id"], "level": "info", "source": "app", "message": "ok"}])
     assert r.status_code == 207 and r.json()["errors"] == [
         {"index": 0, "field": "instanceId", "message": "Instance not found"}]
+
+
+async def test_seq_grows_in_commit_order_under_concurrency(console: Any, admin: str) -> None:
+    inst = await console.register(admin, "concurrent")
+    entries = [{"instanceId": inst["id"], "level": "INFO", "source": "APP", "message": f"c{i}"} for i in range(200)]
+    done = asyncio.Event()
+    violations: list[tuple[int, int]] = []
+
+    async def reader() -> None:
+        seen: set[int] = set()
+        high = 0
+        while not done.is_set():
+            async with console.rt.db.read() as s:
+                now = set((await s.scalars(select(LogEntry.seq))).all())
+            fresh = now - seen
+            if fresh and min(fresh) <= high:
+                violations.append((min(fresh), high))  # a reader saw n, then later an entry below n
+            seen |= now
+            high = max(seen, default=0)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(reader())
+    results = await asyncio.gather(*(batch(console, admin, entries) for _ in range(8)))
+    done.set()
+    await task
+    assert [r.status_code for r in results] == [201] * 8
+    assert violations == []
+    async with console.rt.db.read() as s:
+        seqs = list((await s.scalars(select(LogEntry.seq).order_by(LogEntry.seq))).all())
+    assert len(seqs) == 1600 and len(set(seqs)) == 1600
