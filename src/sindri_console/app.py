@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+import warnings
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
@@ -22,6 +23,9 @@ from sindri_console.runtime import Runtime
 from sindri_console.settings import Settings, load_settings
 
 log = structlog.get_logger("sindri_console.app")
+
+# FastAPI copies field metadata (aliases) into its own fields; pydantic warns about it on every schema build
+warnings.filterwarnings("ignore", message=r"The '.*alias' attribute with value")
 
 
 def _domain_modules(kind: str) -> list[ModuleType]:
