@@ -48,6 +48,8 @@ def clean_text(value: str) -> str:
     """U+0000 and lone surrogates (invalid UTF-8 after JSON escapes) become U+FFFD."""
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
+    if value.isascii():  # the common case: no surrogate possible, no encode needed
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
