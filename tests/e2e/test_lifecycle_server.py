@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tests.e2e.server import fresh_database, start_server
 from tests.fakes.fake_sindri import FakeSindri
 
@@ -100,3 +103,32 @@ def test_a_killed_server_leaves_a_job_that_lease_expiry_fails(tmp_path: Path) ->
             server.stop()
             if orphan is not None and _alive(orphan):
                 os.killpg(orphan, signal.SIGKILL)  # a crashed server cannot stop its CLI; the test does
+
+
+@pytest.mark.skipif(shutil.which("schemathesis") is None, reason="schemathesis is installed by requirements-dev.txt")
+def test_schemathesis_finds_no_server_error_on_lifecycle_routes(tmp_path: Path) -> None:
+    fake = FakeSindri(tmp_path / "fake-bin")
+    with fresh_database(tmp_path) as db:
+        server = start_server(tmp_path, db, extra_env={"SINDRI_BIN_PATH": str(fake.path)})
+        try:
+            headers = {"Authorization": f"Bearer {server.admin_key}"}
+            for i in range(3):
+                r = httpx.post(server.url + "/api/v1/instances", headers=headers,
+                               json={"name": f"fuzz-{i}", "provider": "docker"})
+                assert r.status_code == 201, r.text
+            cmd = [
+                shutil.which("schemathesis") or "schemathesis", "run", server.url + "/openapi.json",
+                "--checks", "not_a_server_error,response_schema_conformance",
+                "-H", f"Authorization: Bearer {server.admin_key}",
+                "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "15"),
+                "--phases", "examples,coverage,fuzzing",
+                "--include-path-regex",
+                r"^/api/v1/instances/(bulk-action|\{id\}/(suspend|resume|backup|lifecycle|jobs|backups))",
+                "--request-timeout", "20",
+                "--generation-deterministic",
+            ]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                    env={**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"})
+            assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        finally:
+            server.stop()
