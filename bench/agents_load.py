@@ -240,12 +240,20 @@ async def run(server: Server, database_url: str, args: Any) -> dict[str, Any]:
     await poller
     if poller2:
         await poller2
-    await asyncio.sleep(3)  # let the writer commit the tail
+    # frames still queued in the server's writer are not lost: wait (≤ 60 s) until the counts stop growing
     hb_rows, metric_rows = await count_rows(database_url, [iid for _, iid in agents])
+    drain_started = time.monotonic()
+    while (hb_rows, metric_rows) != (stats.hb_sent, stats.metrics_sent) and time.monotonic() - drain_started < 60:
+        await asyncio.sleep(2)
+        counts = await count_rows(database_url, [iid for _, iid in agents])
+        if counts == (hb_rows, metric_rows):
+            break
+        hb_rows, metric_rows = counts
     return {
         "agents": len(agents), "connect_errors": stats.errors, "closed_by_server": stats.closed,
         "heartbeats_sent": stats.hb_sent, "heartbeat_rows": hb_rows, "metrics_sent": stats.metrics_sent,
         "metric_rows": metric_rows, "frames_lost": (stats.hb_sent - hb_rows) + (stats.metrics_sent - metric_rows),
+        "drain_seconds": round(time.monotonic() - drain_started, 1),
         "frames_per_second": round((stats.hb_sent + stats.metrics_sent) / (args.seconds or 1), 1),
         "latency_samples": len(stats.latencies), "latest_poll_errors": stats.poll_errors,
         "probe_frames_never_visible": sum(len(v) for v in stats.probe_sent.values()), "p50_ms": round(pct(stats.latencies, 50), 1),

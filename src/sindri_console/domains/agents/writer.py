@@ -52,6 +52,7 @@ class IngestWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.frames = 0
+        self.phases: dict[str, float] = {}
 
     def start(self) -> None:
         if self._task is None:
@@ -107,7 +108,7 @@ class IngestWriter:
             elapsed = time.perf_counter() - started
             if elapsed > SLOW_BATCH_SECONDS:
                 log.warning("ingest_batch_slow", frames=len(batch), seconds=round(elapsed, 3),
-                            queued=self.queue.qsize())
+                            queued=self.queue.qsize(), phases=self.phases)
         except Exception as exc:
             if len(batch) == 1:
                 log.warning("ingest_failed", instance_id=batch[0].conn.instance_id, kind=batch[0].kind,
@@ -137,6 +138,16 @@ class IngestWriter:
     async def _commit(self, batch: list[Job]) -> dict[int, Any]:
         rt = self.rt
         results: dict[int, Any] = {}
+        mark = time.perf_counter()
+        phases: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            phases[name] = round(now - mark, 3)
+            mark = now
+
+        self.phases = phases
         async with rt.db.write() as s:
             idents = [(i, j) for i, j in enumerate(batch) if j.kind == "identify"]
             if idents:
@@ -175,14 +186,19 @@ class IngestWriter:
                                          heartbeat_push(iid, hb, to_iso(job.received) or "", to_iso(hb.timestamp) or ""))
                 elif job.kind == "metrics" and job.sample is not None:
                     samples.append(job.sample)
+            lap("prepare")
             if samples:
                 stored = await store_samples(s, rt.db.dialect, samples,
                                              raw_retention_days=rt.settings.METRICS_RAW_RETENTION_DAYS)
                 for smp in stored:
                     publish_after_commit(s, f"instance.{smp.instance_id}.metrics",
                                          metrics_push(smp, ms_to_iso(smp.ts_ms) or ""))
+            lap("metrics")
             await repo.insert_heartbeats(s, heartbeats)
+            lap("heartbeats")
             if contacts:
                 await record_contact(s, rt, contacts)
+            lap("contact")
             await repo.insert_receipts(s, rt.db.dialect, fresh_keys, utcnow())
+        lap("commit")
         return results
