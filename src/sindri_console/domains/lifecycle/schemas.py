@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from sindri_console.domains.instances.schemas import InstanceOut
 from sindri_console.kit.clock import to_iso
@@ -50,7 +50,7 @@ class ActionBody(ApiModel):
 
 
 class BackupBody(ApiModel):
-    label: str | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=128, pattern=LABEL_RE.pattern)
     profile: str = "STANDARD"
     compression_level: int = Field(default=6, ge=1, le=9, strict=True)
 
@@ -81,8 +81,9 @@ class BulkOptions(ApiModel):
 
 
 class BulkBody(ApiModel):
-    action: str
-    instance_ids: list[str] = Field(min_length=1, max_length=100)
+    action: str = Field(json_schema_extra={"enum": list(BULK_ACTIONS)})  # any case is accepted
+    instance_ids: list[Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]] = Field(
+        min_length=1, max_length=100)
     options: BulkOptions = Field(default_factory=BulkOptions)
 
     @field_validator("action", mode="before")
@@ -91,14 +92,6 @@ class BulkBody(ApiModel):
         if not isinstance(v, str) or v.strip().lower() not in BULK_ACTIONS:
             raise ValueError("must be one of suspend, resume, destroy")
         return v.strip().lower()
-
-    @field_validator("instance_ids")
-    @classmethod
-    def _ids(cls, v: list[str]) -> list[str]:
-        for item in v:
-            if not ID_PATTERN.match(item):
-                raise ValueError("each id must be 1-128 characters of letters, digits, '_' and '-'")
-        return v
 
 
 # ---- response documents (OpenAPI) ----------------------------------------------------------------------
