@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 from tests.domains.logs.helpers import API, agent_key, batch, ingest, set_status, team_with
 
-from sindri_console.kit.clock import to_iso, utcnow
+from sindri_console.kit.clock import clock, to_iso, utcnow
+from sindri_console.models.agent import AgentState
 from sindri_console.models.audit import AuditLog
 from sindri_console.models.logs import LogEntry
 
@@ -183,3 +184,20 @@ async def test_seq_grows_in_commit_order_under_concurrency(console: Any, admin: 
     async with console.rt.db.read() as s:
         seqs = list((await s.scalars(select(LogEntry.seq).order_by(LogEntry.seq))).all())
     assert len(seqs) == 1600 and len(set(seqs)) == 1600
+
+
+async def test_agent_ingest_is_agent_contact(console: Any, admin: str) -> None:
+    inst = await console.register(console.bootstrap_key, "contact")  # an agent registration: AgentState exists
+    key = await agent_key(console, inst["id"])
+    async with console.rt.db.read() as s:
+        before = (await s.get(AgentState, inst["id"])).last_seen_at
+    clock.advance(30)
+    assert (await ingest(console, key, None, "still here")).status_code == 201
+    async with console.rt.db.read() as s:
+        after = (await s.get(AgentState, inst["id"])).last_seen_at
+    assert after is not None and before is not None and (after - before).total_seconds() >= 30
+    # a user's ingest is not agent contact
+    clock.advance(30)
+    assert (await ingest(console, admin, inst["id"], "from a user")).status_code == 201
+    async with console.rt.db.read() as s:
+        assert (await s.get(AgentState, inst["id"])).last_seen_at == after
