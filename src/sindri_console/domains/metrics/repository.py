@@ -356,28 +356,72 @@ def _segment_select(seg: Segment, dialect: Dialect, step_ms: int | None,
     return stmt.group_by(src.instance_id, bucket) if step_ms else stmt.group_by(src.instance_id)
 
 
+def _direct_select(seg: Segment, instances: Any) -> Select[Any]:
+    """Partial-aggregate columns straight from rollup rows whose step is the bucket step: one row per
+    (instance, bucket) already, so no grouping (the expensive part of a fleet series)."""
+    r = ROLLUP_MODELS[seg.tier]
+    inst_cond = (r.instance_id == instances) if isinstance(instances, str) else r.instance_id.in_(instances)
+
+    def weighted(short: str) -> ColumnElement[float]:
+        return _f(getattr(r, f"{short}_avg") * getattr(r, f"{short}_n"))
+
+    cols = [
+        _i(r.sample_count).label("n"),
+        _f(r.cpu_avg * r.sample_count).label("cpu_sum"),
+        _f(r.cpu_max).label("cpu_max"),
+        weighted("mem_used").label("mem_sum"),
+        _i(r.mem_used_n).label("mem_n"),
+        _i(r.mem_used_max).label("mem_max"),
+        _i(r.mem_total_max).label("mem_total_max"),
+        weighted("disk_used").label("disk_sum"),
+        _i(r.disk_used_n).label("disk_n"),
+        _i(r.disk_used_max).label("disk_max"),
+        _i(r.disk_total_max).label("disk_total_max"),
+        weighted("load_avg_1").label("load_sum"),
+        _i(r.load_avg_1_n).label("load_n"),
+        weighted("net_rx_bps").label("rx_sum"),
+        _i(r.net_rx_bps_n).label("rx_n"),
+        weighted("net_tx_bps").label("tx_sum"),
+        _i(r.net_tx_bps_n).label("tx_n"),
+        _i(r.core_count_max).label("core_max"),
+        _i(r.bucket_ms).label("first_ms"),
+        _i(r.bucket_ms).label("last_ms"),
+    ]
+    return select(r.instance_id.label("instance_id"), _i(r.bucket_ms).label("bucket_ms"), *cols).where(
+        inst_cond, r.bucket_ms >= seg.lo_ms, r.bucket_ms < seg.hi_ms)
+
+
+def _is_direct(seg: Segment, step_ms: int | None) -> bool:
+    return (step_ms is not None and seg.tier != "raw" and TIER_STEP_MS[seg.tier] == step_ms
+            and seg.lo_ms % step_ms == 0 and seg.hi_ms % step_ms == 0)
+
+
 def per_instance_buckets(segments: list[Segment], dialect: Dialect, step_ms: int | None,
-                         instances: Any) -> Select[Any] | None:
-    """Merged partial aggregates per (instance, bucket) over the segments; None when nothing to read.
+                         instances: Any) -> Any:
+    """Partial aggregates, one row per (instance, bucket), over the segments; None when nothing to read.
 
     `instances` is one instance id or a select of ids; `step_ms` None groups per instance only.
+    Segments read from a rollup of exactly the bucket step and aligned to it are taken row by row;
+    the others (finer tables, the unaligned tail) are grouped, and merged when a bucket spans two of
+    them. Aligned segments never share a bucket with the rest, so every (instance, bucket) is one row.
     """
     if not segments:
         return None
-    selects = [_segment_select(seg, dialect, step_ms, instances) for seg in segments]
-    if len(selects) == 1:
-        return selects[0]
-    u = union_all(*selects).subquery("parts")
-    merged = []
-    for name in PART_NAMES:
-        col = u.c[name]
-        agg = func.sum(col) if name in _SUMMED else func.min(col) if name in _MIN else func.max(col)
-        merged.append((_f(agg) if name in _FLOAT_PARTS else _i(agg)).label(name))
-    return (select(u.c.instance_id, u.c.bucket_ms, *merged)
-            .group_by(u.c.instance_id, u.c.bucket_ms))
+    direct = [_direct_select(seg, instances) for seg in segments if _is_direct(seg, step_ms)]
+    grouped = [_segment_select(seg, dialect, step_ms, instances) for seg in segments if not _is_direct(seg, step_ms)]
+    if len(grouped) > 1:
+        u = union_all(*grouped).subquery("parts")
+        merged = []
+        for name in PART_NAMES:
+            col = u.c[name]
+            agg = func.sum(col) if name in _SUMMED else func.min(col) if name in _MIN else func.max(col)
+            merged.append((_f(agg) if name in _FLOAT_PARTS else _i(agg)).label(name))
+        grouped = [select(u.c.instance_id, u.c.bucket_ms, *merged).group_by(u.c.instance_id, u.c.bucket_ms)]
+    parts = direct + grouped
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
-def fleet_buckets(per_instance: Select[Any]) -> Select[Any]:
+def fleet_buckets(per_instance: Any) -> Select[Any]:
     """Fleet series (10-core §9.1): cpu and load are means over instances, bytes and rates are sums."""
     pi = per_instance.subquery("per_instance")
     n = func.nullif(pi.c.n, 0)

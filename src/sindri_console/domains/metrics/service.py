@@ -148,7 +148,7 @@ async def bucket_series(rt: Runtime, session: AsyncSession, principal: Principal
 async def timeseries(rt: Runtime, principal: Principal, range_name: str | None,
                      instance_id: str | None) -> dict[str, Any]:
     """§9.2 / §9.6: a fixed range ending with the bucket that contains now."""
-    name = range_name or "1h"
+    name = (range_name or "1h").strip().lower()
     if name not in RANGES:
         raise _unprocessable("range", "must be one of " + ", ".join(RANGES))
     bucket_seconds, count = RANGES[name]
