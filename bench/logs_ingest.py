@@ -18,6 +18,7 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -71,10 +72,8 @@ async def seed_instance(url: str) -> str:
     return iid
 
 
-async def ceiling(url: str, msgs: list[str]) -> float:
+async def ceiling(url: str, iid: str, msgs: list[str]) -> float:
     """Entries per second straight into the migrated table, one transaction per 1000."""
-    await upgrade(url)
-    iid = await seed_instance(url)
     now_ms = int(time.time() * 1000)
     rows = [(new_id(), iid, LEVELS[i % 6], SOURCES[i % 6], m, None, None, None, now_ms - i, now_ms)
             for i, m in enumerate(msgs)]
@@ -106,13 +105,23 @@ async def ceiling(url: str, msgs: list[str]) -> float:
     return len(rows) / elapsed
 
 
-async def through_api(base: str, msgs: list[str], clients: int) -> tuple[float, list[float]]:
-    headers = {"Authorization": f"Bearer {BOOTSTRAP}", "Content-Type": "application/json"}
+HEADERS = {"Authorization": f"Bearer {BOOTSTRAP}", "Content-Type": "application/json"}
+
+
+async def api_instance(base: str) -> str:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        r = await http.post("/api/v1/instances", headers=headers,
+        r = await http.post("/api/v1/instances", headers=HEADERS,
                             json={"name": "bench-api", "provider": "docker", "region": "local"})
         assert r.status_code in (200, 201), r.text
         iid = r.json()["id"]
+        # warm-up batch (connection set-up, first statements), not counted
+        warm = [{"instanceId": iid, "level": "INFO", "source": "APP", "message": "warm-up"}] * 10
+        await http.post("/api/v1/logs/ingest/batch", json={"entries": warm}, headers=HEADERS)
+    return iid  # type: ignore[no-any-return]
+
+
+async def through_api(base: str, iid: str, msgs: list[str], clients: int) -> tuple[float, list[float]]:
+    headers = HEADERS
     # bodies are encoded up front so the client spends as little CPU as possible during the run
     bodies = []
     for start in range(0, len(msgs), BATCH):
@@ -133,10 +142,6 @@ async def through_api(base: str, msgs: list[str], clients: int) -> tuple[float, 
                 latencies.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 201, r.text
 
-    # warm-up batch (connection set-up, first statements), not counted
-    warm = [{"instanceId": iid, "level": "INFO", "source": "APP", "message": "warm-up"}] * 10
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        await http.post("/api/v1/logs/ingest/batch", json={"entries": warm}, headers=headers)
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - t0
@@ -146,30 +151,50 @@ async def through_api(base: str, msgs: list[str], clients: int) -> tuple[float, 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    ap.add_argument("--entries", type=int, default=40_000)
+    ap.add_argument("--entries", type=int, default=60_000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     if args.database == "postgresql":
         os.environ["TEST_DATABASE_URL"] = PG_URL
     else:
         os.environ.pop("TEST_DATABASE_URL", None)
     msgs = messages(args.entries)
+    per_round = args.entries // args.rounds // BATCH * BATCH
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-logs-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    with fresh_database(tmp) as url:
-        bare = asyncio.run(ceiling(url, msgs))
-    with fresh_database(tmp) as url:
-        asyncio.run(upgrade(url))
-        server = start_server(tmp, url, extra_env={"SINDRI_CONSOLE_API_KEY": BOOTSTRAP, "LOG_LEVEL": "warn"})
+    bare_rates: list[float] = []
+    api_rates: list[float] = []
+    latencies: list[float] = []
+    # the two paths alternate round by round so both see the same machine load and table growth
+    with fresh_database(tmp) as bare_url, fresh_database(tmp) as api_url:
+        asyncio.run(upgrade(bare_url))
+        bare_iid = asyncio.run(seed_instance(bare_url))
+        asyncio.run(upgrade(api_url))
+        server = start_server(tmp, api_url, extra_env={"SINDRI_CONSOLE_API_KEY": BOOTSTRAP, "LOG_LEVEL": "warn"})
         try:
-            api, lat = asyncio.run(through_api(server.url, msgs, args.clients))
+            api_iid = asyncio.run(api_instance(server.url))
+            for r in range(args.rounds):
+                chunk = msgs[r * per_round:(r + 1) * per_round]
+                bare_rates.append(asyncio.run(ceiling(bare_url, bare_iid, chunk)))
+                rate, lat = asyncio.run(through_api(server.url, api_iid, chunk, args.clients))
+                api_rates.append(rate)
+                latencies += lat
+            # one client alone: the latency of a single 1000-entry batch with no queue in front of it
+            _, single = asyncio.run(through_api(server.url, api_iid, msgs[:10 * BATCH], 1))
         finally:
             server.stop()
-    print(f"database={args.database} entries={args.entries} batch={BATCH} clients={args.clients}")
-    print(f"ceiling (bare {'COPY' if args.database == 'postgresql' else 'executemany'}, 1000/tx): {bare:,.0f} entries/s")
-    print(f"API POST /logs/ingest/batch:                 {api:,.0f} entries/s")
-    print(f"ratio API/ceiling:                           {api / bare:.1%}")
-    print(f"batch latency ms: p50={pct(lat, 50):.1f} p95={pct(lat, 95):.1f} p99={pct(lat, 99):.1f}")
+    bare, api = statistics.median(bare_rates), statistics.median(api_rates)
+    how = "COPY" if args.database == "postgresql" else "executemany"
+    print(f"database={args.database} rounds={args.rounds} x {per_round} entries, batch={BATCH}, "
+          f"clients={args.clients}")
+    print(f"ceiling (bare {how}, 1000/tx) per round: " + ", ".join(f"{x:,.0f}" for x in bare_rates))
+    print("API POST /logs/ingest/batch per round:   " + ", ".join(f"{x:,.0f}" for x in api_rates))
+    print(f"median: ceiling {bare:,.0f} entries/s, API {api:,.0f} entries/s, ratio {api / bare:.1%}")
+    print("per-round ratios: " + ", ".join(f"{a / b:.1%}" for a, b in zip(api_rates, bare_rates, strict=True)))
+    print(f"batch latency ms ({args.clients} concurrent): p50={pct(latencies, 50):.1f} "
+          f"p95={pct(latencies, 95):.1f} p99={pct(latencies, 99):.1f}")
+    print(f"batch latency ms (1 client, 10 batches): p50={pct(single, 50):.1f} p95={pct(single, 95):.1f}")
 
 
 if __name__ == "__main__":
