@@ -168,9 +168,9 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
         step=None, bulk_id=bulk_id, requested_by=principal.user_id, created_at=now,
     )
     session.add(job)
-    # No ORM relationship orders the inserts: the job row must exist before the backup that references it.
-    await session.flush()
     if req.backup is not None:
+        # No ORM relationship orders the inserts: the job row must exist before the backup referencing it.
+        await session.flush()
         assert req.backup.label is not None
         backup_row = Backup(
             id=new_id(), instance_id=inst.id, job_id=job_id, label=req.backup.label, profile=req.backup.profile,
@@ -183,7 +183,7 @@ async def _accept_in(session: AsyncSession, principal: Principal, inst: Instance
                       team_id=inst.team_id)
     publish_after_commit(session, f"instance.{inst.id}.jobs",
                          {"instanceId": inst.id, "jobId": job_id, "action": action, "status": "QUEUED"})
-    await session.flush()
+    # Rows are flushed at commit, a bulk's inserts together; a unique-index race surfaces there as IntegrityError.
     return job, backup_row
 
 
@@ -376,10 +376,12 @@ async def _accept_bulk(rt: Runtime, principal: Principal, candidates: list[str],
                        action: str, with_backup: bool, body: BulkBody, bulk_id: str, now: datetime) -> None:
     """Every candidate in one transaction; an item whose compare-and-set fails becomes CONFLICT."""
     async with rt.db.write() as s:
+        rows = (await s.scalars(select(Instance).where(Instance.id.in_(candidates))
+                                .execution_options(populate_existing=True))).all()
+        by_id = {r.id: r for r in rows}
         for iid in candidates:
-            inst = await s.get(Instance, iid, populate_existing=True)
+            inst = by_id[iid]
             item = results[iid]
-            assert inst is not None
             req = ActionRequest(action)
             if with_backup:
                 req.backup = BackupSpec(label=None, profile=body.options.backup_profile, compression_level=6,
