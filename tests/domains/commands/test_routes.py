@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from .conftest import agent_frame, connect_fake, set_agent
 
 
 async def _post(console: Any, key: str, body: Any, path: str = "/api/v1/commands") -> Any:
-    return await console.client.post(path, json=body, headers=console.auth(key))
+    # ASCII JSON so that lone surrogates travel as \uXXXX escapes, as a hostile client would send them
+    return await console.client.post(path, content=json.dumps(body).encode(),
+                                     headers={**console.auth(key), "content-type": "application/json"})
 
 
 async def _team(console: Any, name: str, instance_id: str, members: dict[str, str | None]) -> str:
@@ -293,3 +296,38 @@ async def test_detail_ids(console: Any, admin: str) -> None:
     assert (await console.client.get("/api/v1/commands/bad.id", headers=h)).status_code == 400
     r = await console.client.get(f"/api/v1/commands/{new_id()}", headers=h)
     assert r.status_code == 404 and r.json()["message"] == "Command execution not found"
+
+
+@pytest.mark.parametrize("body", [
+    {"command": "echo a\x00b"},
+    {"argv": ["echo", "a\x00b"]},
+    {"command": "echo", "args": ["\ud800"]},
+    {"command": "ls", "env": {"A": "x\x00y"}},
+    {"command": "ls", "stdin": "\udfff"},
+    {"command": "ls", "workingDir": "/tmp/\x00"},
+])
+async def test_text_that_no_process_or_column_can_hold_is_422(console: Any, admin: str, body: dict[str, Any]) -> None:
+    inst = await console.register(admin, "box")
+    await set_agent(console, inst["id"], connected=False)
+    r = await _post(console, admin, {"instanceId": inst["id"], **body})
+    assert r.status_code == 422, r.text
+
+
+async def test_odd_ids_are_not_found_never_errors(console: Any, admin: str) -> None:
+    for bad in ("a\x00b", "\ud800", "x" * 128, "with space"):
+        r = await _post(console, admin, {"instanceId": bad, "command": "ls"})
+        assert r.status_code in (404, 422), (bad, r.text)
+        r = await _post(console, admin, {"instanceIds": [bad], "command": "ls"}, "/api/v1/commands/bulk")
+        assert r.status_code in (207, 422), (bad, r.text)
+    h = console.auth(admin)
+    for params in ({"instanceId": "a\x00b"}, {"batchId": "no such/batch"}, {"search": "a\x00"}):
+        r = await console.client.get("/api/v1/commands/history", params=params, headers=h)
+        assert r.status_code in (200, 422), (params, r.text)
+        if r.status_code == 200:
+            assert r.json()["data"] == []
+    r = await console.client.get("/api/v1/commands/history", params={"stdin": "x"}, headers=h)
+    assert r.status_code == 200
+    r = await _post(console, admin, {"instanceIds": ["x" * 129], "command": "ls"}, "/api/v1/commands/bulk")
+    assert r.status_code == 422
+    r = await _post(console, admin, {"instanceIds": ["a\x00b"], "command": "ls"}, "/api/v1/commands/bulk")
+    assert r.status_code == 422 or r.json()["results"][0]["error"]["code"] == "NOT_FOUND"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.commands.state import QUEUED, SENT
 from sindri_console.kit.auth import Principal
+from sindri_console.kit.ids import is_valid_path_id
 from sindri_console.kit.scope import visible_instances
 from sindri_console.models.agent import AgentState
 from sindri_console.models.commands import CommandExecution
@@ -71,7 +72,8 @@ def history_statement(principal: Principal, *, instance_id: str | None, user_id:
                           (CommandExecution.batch_id, batch_id), (CommandExecution.task_run_id, task_run_id),
                           (CommandExecution.remediation_id, remediation_id)):
         if value is not None:
-            stmt = stmt.where(column == value)
+            # ids are [A-Za-z0-9_-]: anything else matches nothing (and never reaches the database)
+            stmt = stmt.where(column == value if is_valid_path_id(value) else false())
     if statuses:
         stmt = stmt.where(CommandExecution.status.in_(statuses))
     if origins:

@@ -23,6 +23,7 @@ from sindri_console.domains.commands.service import CommandSpec
 from sindri_console.domains.commands.state import ALL_STATUSES, ORIGINS
 from sindri_console.domains.commands.wire import command_to_wire
 from sindri_console.kit.auth import CurrentPrincipal
+from sindri_console.kit.errors import ApiError
 from sindri_console.kit.pagination import page_body, page_params, paginate
 from sindri_console.kit.rbac import Role
 from sindri_console.kit.schema import (
@@ -90,6 +91,14 @@ async def create_script(request: Request, principal: CurrentPrincipal) -> Any:
     return JSONResponse(doc, status_code=207)
 
 
+def _search(q: Any) -> str | None:
+    term = query_str(q, "search", 200)
+    if term is not None and "\x00" in term:
+        raise ApiError(422, "Invalid request: search must not contain NUL characters",
+                       [{"field": "search", "message": "must not contain NUL characters"}])
+    return term
+
+
 @router.get("/commands/history", response_model=CommandPage, responses=ERRORS, summary="Command history")
 async def command_history(request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
@@ -101,7 +110,7 @@ async def command_history(request: Request, principal: CurrentPrincipal) -> Any:
         batch_id=query_str(q, "batchId", 128), task_run_id=query_str(q, "taskRunId", 128),
         remediation_id=query_str(q, "remediationId", 128),
         statuses=query_enum_list(q, "status", ALL_STATUSES), origins=query_enum_list(q, "origin", ORIGINS),
-        created_from=query_iso(q, "from"), created_to=query_iso(q, "to"), search=query_str(q, "search", 200),
+        created_from=query_iso(q, "from"), created_to=query_iso(q, "to"), search=_search(q),
         icontains=rt.db.dialect.icontains,
     )
     async with rt.db.read() as s:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import StrictStr as _StrictStr
 
 from sindri_console.kit.schema import ApiModel, OutModel
 
@@ -17,6 +18,25 @@ DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_SCRIPT_TIMEOUT_MS = 60_000
 MAX_TARGETS = 100
 
+
+
+def _utf8(v: str) -> str:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text") from None
+    return v
+
+
+def _no_nul(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("must not contain NUL characters")
+    return v
+
+
+# every text field is valid UTF-8; text that reaches a command line or a column also has no NUL
+BinaryText = Annotated[_StrictStr, AfterValidator(_utf8)]
+StrictStr = Annotated[_StrictStr, AfterValidator(_utf8), AfterValidator(_no_nul)]
 Program = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
 Arg = Annotated[StrictStr, Field(max_length=1024)]
 TimeoutMs = Annotated[StrictInt, Field(ge=1000, le=3_600_000)]
@@ -63,7 +83,7 @@ class _Exec(_Options):
     command: Program | None = None
     args: Annotated[list[Arg], Field(max_length=64)] | None = None
     argv: Annotated[list[StrictStr], Field(min_length=1, max_length=65)] | None = None
-    stdin: StrictStr | None = None
+    stdin: BinaryText | None = None
 
     @field_validator("argv")
     @classmethod

@@ -27,7 +27,7 @@ from sindri_console.kit.auth import Principal
 from sindri_console.kit.clock import utcnow
 from sindri_console.kit.crypto import MISSING_KEY_MESSAGE
 from sindri_console.kit.errors import ApiError
-from sindri_console.kit.ids import new_id
+from sindri_console.kit.ids import is_valid_path_id, new_id
 from sindri_console.kit.rbac import Role
 from sindri_console.kit.scope import require_role_on_instance
 from sindri_console.models.agent import AgentState
@@ -106,7 +106,7 @@ async def check_targets(session: AsyncSession, principal: Principal, ids: list[s
                         capability: str) -> dict[str, Target | TargetRefused]:
     """Each id → Target, or the refusal: NOT_FOUND 404, FORBIDDEN 403, INSTANCE_STATE 409, NO_AGENT 503,
     UNSUPPORTED 409 (in this order)."""
-    instances = await repo.visible_instances_by_id(session, principal, ids)
+    instances = await repo.visible_instances_by_id(session, principal, [i for i in ids if is_valid_path_id(i)])
     agents = await repo.agent_states(session, list(instances))
     out: dict[str, Target | TargetRefused] = {}
     for iid in ids:
