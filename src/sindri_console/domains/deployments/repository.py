@@ -55,6 +55,10 @@ async def live_instance_status(session: AsyncSession, name: str) -> str | None:
     )
 
 
+async def has_pending(session: AsyncSession) -> bool:
+    return await session.scalar(select(Deployment.id).where(Deployment.status == "PENDING").limit(1)) is not None
+
+
 async def claim_next(session: AsyncSession, dialect: Dialect, replica_id: str, now: datetime,
                      lease_seconds: float) -> Deployment | None:
     """Move the oldest PENDING deployment to IN_PROGRESS under this replica's lease, or None."""

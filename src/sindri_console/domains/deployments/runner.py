@@ -158,6 +158,10 @@ class DeploymentRunner:
         started = 0
         async with self._claim_lock:
             while len(self.jobs) < self.rt.settings.DEPLOY_MAX_CONCURRENCY:
+                # an idle tick only reads: no write lock every 2 s on SQLite
+                async with self.rt.db.read() as s:
+                    if not await repo.has_pending(s):
+                        break
                 async with self.rt.db.write() as s:
                     deployment = await repo.claim_next(s, self.rt.db.dialect, self.rt.replica_id, utcnow(),
                                                        LEASE_SECONDS)
