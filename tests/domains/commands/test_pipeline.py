@@ -133,6 +133,9 @@ async def test_duplicate_and_foreign_results(console: Any, admin: str) -> None:
     assert (await _row(console, cid2)).status == "SENT"
     reply = await agent_frame(console.rt, conn, "command:result", {"exitCode": 0}, "d")
     assert reply is not None and reply["data"]["code"] == "INVALID_PAYLOAD"
+    for odd in ("a\x00b", "\ud800", "x y"):
+        reply = await agent_frame(console.rt, conn, "command:result", {"commandId": odd, "exitCode": 0}, "e")
+        assert reply is not None and reply["data"]["code"] == "UNKNOWN_COMMAND"
     assert other_id != iid
 
 

@@ -30,6 +30,7 @@ from sindri_console.domains.commands.state import FAILED, QUEUED, RUNNING, SENT,
 from sindri_console.domains.commands.wire import dispatch_data, open_env, open_stdin
 from sindri_console.kit.clock import from_ms, parse_iso, utcnow
 from sindri_console.kit.crypto import CryptoError
+from sindri_console.kit.ids import is_valid_path_id
 from sindri_console.models.commands import CommandExecution
 from sindri_console.runtime import Runtime
 
@@ -348,6 +349,8 @@ async def on_agent_frame(rt: Runtime, conn: AgentConn, type_: str, data: dict[st
     if not isinstance(command_id, str) or not command_id or len(command_id) > 128:
         reply: dict[str, Any] | None = _error("INVALID_PAYLOAD", f"{type_} needs a commandId", frame_id,
                                               details=[{"field": "commandId", "message": "is required"}])
+    elif not is_valid_path_id(command_id):  # never one of ours; keep it away from the database
+        reply = _unknown(command_id[:64], frame_id)
     elif type_ == "command:ack":
         reply = _start_ack(rt, conn, command_id, fields, frame_id)
     elif type_ == "command:progress":
