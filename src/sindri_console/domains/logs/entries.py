@@ -142,31 +142,57 @@ class PendingEntry:
         self.received_ms = received_ms
 
 
-async def store_pending(session: AsyncSession, dialect: Dialect, pending: Sequence[PendingEntry]) -> list[dict[str, Any]]:
-    """Insert entries in the caller's transaction and queue one `instance.<id>.logs` message per
-    instance for after the commit. Returns the stored entries as wire objects, in seq order.
+class PreparedEntries:
+    """Ids, wire objects and row tails built before the write lock is taken: the locked section
+    only reserves the seq range, stamps it and hands the rows to the driver."""
+
+    __slots__ = ("instance_ids", "tails", "wires")
+
+    def __init__(self, pending: Sequence[PendingEntry]) -> None:
+        self.instance_ids: list[str] = []
+        self.tails: list[tuple[Any, ...]] = []
+        self.wires: list[dict[str, Any]] = []
+        for p in pending:
+            entry_id = new_id()
+            self.instance_ids.append(p.instance_id)
+            self.tails.append((entry_id, p.instance_id, p.level, p.source, p.message, p.metadata_json,
+                               p.deployment_id, p.path, p.ts_ms, p.received_ms))
+            self.wires.append(wire(0, entry_id, p.instance_id, p.level, p.source, p.message, p.metadata,
+                                   p.deployment_id, p.path, p.ts_ms, p.received_ms))
+
+    def without(self, drop: set[int]) -> PreparedEntries:
+        kept = PreparedEntries(())
+        for i, (iid, tail, w) in enumerate(zip(self.instance_ids, self.tails, self.wires, strict=True)):
+            if i not in drop:
+                kept.instance_ids.append(iid)
+                kept.tails.append(tail)
+                kept.wires.append(w)
+        return kept
+
+
+async def store_prepared(session: AsyncSession, dialect: Dialect, prepared: PreparedEntries) -> list[dict[str, Any]]:
+    """Insert prepared entries in the caller's transaction and queue one `instance.<id>.logs`
+    message per instance for after the commit. Returns the stored entries as wire objects, in seq order.
 
     Inserts are serialised (SQLite BEGIN IMMEDIATE, PostgreSQL advisory lock) and seqs are reserved
     as one range under that lock, so `seq` grows in commit order (10-core §11). The rows go through
     the dialect's bulk path (COPY / executemany): one round trip, no bind-parameter limit.
     """
-    if not pending:
+    count = len(prepared.tails)
+    if not count:
         return []
-    first = await dialect.lock_and_reserve_log_seqs(session, LOG_TABLE, "seq", len(pending))
-    rows: list[tuple[Any, ...]] = []
-    out: list[dict[str, Any]] = []
+    first = await dialect.lock_and_reserve_log_seqs(session, LOG_TABLE, "seq", count)
+    rows = [(first + i, *tail) for i, tail in enumerate(prepared.tails)]
     by_instance: dict[str, list[dict[str, Any]]] = {}
-    seq = first
-    for p in pending:
-        entry_id = new_id()
-        rows.append((seq, entry_id, p.instance_id, p.level, p.source, p.message, p.metadata_json,
-                     p.deployment_id, p.path, p.ts_ms, p.received_ms))
-        w = wire(seq, entry_id, p.instance_id, p.level, p.source, p.message, p.metadata, p.deployment_id,
-                 p.path, p.ts_ms, p.received_ms)
-        out.append(w)
-        by_instance.setdefault(p.instance_id, []).append(w)
-        seq += 1
+    for i, w in enumerate(prepared.wires):
+        w["seq"] = first + i
+        by_instance.setdefault(w["instanceId"], []).append(w)
     await dialect.bulk_insert_rows(session, LOG_TABLE, LOG_COLUMNS, rows)
     for instance_id, entries in by_instance.items():
         publish_after_commit(session, f"instance.{instance_id}.logs", {"instanceId": instance_id, "entries": entries})
-    return out
+    return prepared.wires
+
+
+async def store_pending(session: AsyncSession, dialect: Dialect, pending: Sequence[PendingEntry]) -> list[dict[str, Any]]:
+    """`store_prepared` for entries not prepared beforehand (same guarantees)."""
+    return await store_prepared(session, dialect, PreparedEntries(pending))

@@ -25,9 +25,11 @@ from sindri_console.domains.logs.entries import (
     SOURCE_NAMES,
     SOURCES,
     PendingEntry,
+    PreparedEntries,
     clean_text,
     dump_metadata,
     store_pending,
+    store_prepared,
 )
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.clock import clock, parse_iso, to_ms
@@ -212,24 +214,24 @@ async def ingest_http(rt: Runtime, principal: Principal, raw_entries: list[Any],
 
     stored: list[dict[str, Any]] = []
     if pending:
+        # ids and wire objects are built before the write lock; the instance check stays inside it
+        prepared = PreparedEntries([e for _, e in pending])
         async with rt.db.write() as session:
             problems_by_id = await _instance_problems(session, principal, instance_ids)
             if problems_by_id:
                 if single:
                     status, message = next(iter(problems_by_id.values()))
                     raise ApiError(status, message)
-                keep = []
-                for index, entry in pending:
+                drop = set()
+                for position, (index, entry) in enumerate(pending):
                     problem = problems_by_id.get(entry.instance_id)
-                    if problem is None:
-                        keep.append((index, entry))
-                    else:
+                    if problem is not None:
+                        drop.add(position)
                         errors.append({"index": index, "field": "instanceId", "message": problem[1]})
-                pending = keep
-            if pending:
-                stored = await store_pending(session, rt.db.dialect, [e for _, e in pending])
-                if principal.credential == "agent_key" and principal.instance_id:
-                    await _record_agent_contact(rt, session, principal.instance_id)
+                prepared = prepared.without(drop)
+            stored = await store_prepared(session, rt.db.dialect, prepared)
+            if stored and principal.credential == "agent_key" and principal.instance_id:
+                await _record_agent_contact(rt, session, principal.instance_id)
         errors.sort(key=lambda e: e["index"])
     return IngestResult(accepted=len(stored), errors=errors, entries=stored)
 
@@ -344,8 +346,9 @@ async def insert_entries(target: Runtime | AsyncSession, lines: list[LogLine]) -
     if isinstance(target, AsyncSession):
         bind = target.bind
         return await store_pending(target, dialect_for(bind.dialect.name), pending)
+    prepared = PreparedEntries(pending)  # outside the write lock
     async with target.db.write() as session:
-        return await store_pending(session, target.db.dialect, pending)
+        return await store_prepared(session, target.db.dialect, prepared)
 
 
 async def ingest_agent_lines(rt: Runtime, instance_id: str, lines: list[dict[str, Any]], *,
