@@ -232,6 +232,10 @@ async def on_control(rt: Runtime, conn: AgentConn, msg: dict[str, Any]) -> None:
 
 
 async def shutdown() -> None:
+    """Let queued agent replies commit and be answered (at most 5 s), then stop background work."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await settle()
     for task in list(_background):
         task.cancel()
     for task in list(_background):
@@ -380,7 +384,7 @@ def _reply_after_commit(conn: AgentConn, frame_id: str | None,
     task.add_done_callback(_background.discard)
 
 
-async def settle(rt: Runtime) -> None:
+async def settle(rt: Runtime | None = None) -> None:
     """Wait until every queued agent reply has been committed and answered (tests, shutdown)."""
     for _ in range(1000):
         pending = [t for t in _background if t.get_name() == "command-reply"]
