@@ -477,15 +477,19 @@ async def raw_points(session: AsyncSession, instance_id: str, lo_ms: int, hi_ms:
     return rows, truncated
 
 
-async def latest_rows(session: AsyncSession, instances: Select[Any], ids: list[str] | None,
-                      limit: int) -> list[tuple[MetricLatest, str]]:
-    """Latest rows of the given live in-scope instances, ordered by instance name (one row each)."""
-    stmt = (select(MetricLatest, Instance.name).join(Instance, Instance.id == MetricLatest.instance_id)
-            .where(MetricLatest.instance_id.in_(instances)))
+LATEST_COLUMNS = ("instance_id", "ts_ms", "cpu_percent", "mem_used_bytes", "mem_total_bytes", "disk_used_bytes",
+                  "disk_total_bytes", "load_avg_1", "load_avg_5", "load_avg_15", "net_rx_bps", "net_tx_bps")
+
+
+async def latest_rows(session: AsyncSession, in_scope: ColumnElement[bool], ids: list[str] | None,
+                      limit: int) -> list[Any]:
+    """Latest rows (the columns of §9.5 plus `name`) of the instances matching `in_scope`, by instance name."""
+    cols = [getattr(MetricLatest, c) for c in LATEST_COLUMNS]
+    stmt = (select(*cols, Instance.name).join(Instance, Instance.id == MetricLatest.instance_id).where(in_scope))
     if ids is not None:
         stmt = stmt.where(MetricLatest.instance_id.in_(ids))
     stmt = stmt.order_by(Instance.name, Instance.id).limit(limit)
-    return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+    return list((await session.execute(stmt)).all())
 
 
 async def instance_names(session: AsyncSession, ids: list[str]) -> dict[str, str]:

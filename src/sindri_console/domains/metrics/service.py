@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic.alias_generators import to_camel
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.instances.geo import round_half_away
@@ -23,7 +23,7 @@ from sindri_console.kit.clock import clock, ms_to_iso
 from sindri_console.kit.errors import ApiError
 from sindri_console.kit.scope import LIVE_STATUSES, get_visible_instance, visible_instances
 from sindri_console.models.instance import Instance
-from sindri_console.models.metrics import RAW_COLUMNS, MetricLatest, MetricPoint
+from sindri_console.models.metrics import RAW_COLUMNS, MetricPoint
 from sindri_console.runtime import Runtime
 
 RANGES: dict[str, tuple[int, int]] = {"1h": (60, 60), "6h": (300, 72), "24h": (900, 96), "7d": (3600, 168)}
@@ -313,13 +313,13 @@ async def aggregate(rt: Runtime, principal: Principal, from_ms: int, to_ms: int,
 def _percent(used: int | None, total: int | None) -> float | None:
     if used is None or not total:
         return None
-    return round_half_away(used / total * 100, 2)
+    return round(used / total * 100, 2)
 
 
-def latest_to_wire(row: MetricLatest, name: str, stale_before_ms: int) -> dict[str, Any]:
+def latest_to_wire(row: Any, stale_before_ms: int) -> dict[str, Any]:
     return {
         "instanceId": row.instance_id,
-        "instanceName": name,
+        "instanceName": row.name,
         "timestamp": ms_to_iso(row.ts_ms),
         "cpuPercent": row.cpu_percent,
         "memUsedBytes": row.mem_used_bytes,
@@ -341,5 +341,6 @@ async def latest(rt: Runtime, principal: Principal, ids: list[str] | None) -> di
     """§9.5: the one-row-per-instance latest table, for live in-scope instances."""
     stale_before = clock.now_ms() - rt.settings.METRICS_STALE_SECONDS * 1000
     async with rt.db.read() as s:
-        rows = await repo.latest_rows(s, scope_ids(principal), ids, LATEST_MAX_ROWS)
-    return {"data": [latest_to_wire(r, name, stale_before) for r, name in rows]}
+        in_scope = and_(Instance.status.in_(LIVE_STATUSES), visible_instances(principal))
+        rows = await repo.latest_rows(s, in_scope, ids, LATEST_MAX_ROWS)
+    return {"data": [latest_to_wire(r, stale_before) for r in rows]}
