@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.agents.contracts import AgentConn
+from sindri_console.domains.commands import repository as repo
 from sindri_console.domains.commands import state
 from sindri_console.domains.commands.state import FAILED, QUEUED, RUNNING, SENT, TERMINAL_STATUSES, TIMED_OUT
 from sindri_console.domains.commands.wire import dispatch_data, open_env, open_stdin
@@ -118,8 +118,7 @@ async def mark_sent(s: AsyncSession, rt: Runtime, conn: AgentConn, command_id: s
     (already SENT on this connection, acknowledged, terminal, expired, another instance's)."""
     settings = rt.settings
     now = utcnow()
-    row = (await s.execute(select(CommandExecution).where(CommandExecution.id == command_id)
-                           .execution_options(populate_existing=True))).scalar_one_or_none()
+    row = await repo.fresh_row(s, command_id)
     if row is None or row.instance_id != conn.instance_id or row.status not in (QUEUED, SENT):
         return None
     if row.expires_at <= now:
@@ -195,20 +194,12 @@ async def on_hello(rt: Runtime, conn: AgentConn, in_flight: list[str]) -> None:
     known = set(in_flight or [])
     now = utcnow()
     async with rt.db.write() as s:
-        running = list((await s.scalars(
-            select(CommandExecution.id).where(CommandExecution.instance_id == conn.instance_id,
-                                              CommandExecution.status == RUNNING)
-        )).all())
+        running = await repo.active_ids_of_instance(s, conn.instance_id, (RUNNING,))
         lost = [cid for cid in running if cid not in known]
         await state.transition_many(s, lost, allowed_from=(RUNNING,), to=FAILED, now=now,
                                     values={"error_code": "AGENT_RESTARTED", "error": RESTARTED_MESSAGE})
     async with rt.db.read() as s:
-        pending = list((await s.scalars(
-            select(CommandExecution.id)
-            .where(CommandExecution.instance_id == conn.instance_id,
-                   CommandExecution.status.in_((QUEUED, SENT)), CommandExecution.expires_at > now)
-            .order_by(CommandExecution.created_at, CommandExecution.id)
-        )).all())
+        pending = await repo.deliverable_ids(s, conn.instance_id, now)
     started = time.monotonic()
     first, rest = pending[:REDELIVER_PER_SECOND], pending[REDELIVER_PER_SECOND:]
     await _redeliver(rt, conn, first, started)
@@ -418,17 +409,10 @@ def _transitions_allowed(kind: str) -> tuple[str, ...]:
 
 async def apply_replies(s: AsyncSession, intents: list[ReplyIntent]) -> list[str]:
     """Apply agent replies set-wise: one locking read of the rows, transitions decided in arrival order
-    against it, one executemany compare-and-set update per column set. Returns per intent
+    against it, one executemany compare-and-set update per column set (repository.update_from). Returns per intent
     "stored", "duplicate" (no transition applies any more) or "unknown" (no such command of that
     instance)."""
-    table = CommandExecution.__table__
-    ids = list({i.command_id for i in intents})
-    rows = {r.id: r for r in (await s.execute(
-        select(CommandExecution.id, CommandExecution.instance_id, CommandExecution.status,
-               CommandExecution.output_limit_bytes, CommandExecution.started_at, CommandExecution.exit_code,
-               CommandExecution.completed_at)
-        .where(CommandExecution.id.in_(ids)).with_for_update()
-    )).all()}
+    rows = await repo.rows_for_reply(s, list({i.command_id for i in intents}))
     current = {cid: {"status": r.status, "started_at": r.started_at, "exit_code": r.exit_code,
                      "completed_at": r.completed_at, "instance_id": r.instance_id,
                      "limit": r.output_limit_bytes} for cid, r in rows.items()}
@@ -469,16 +453,7 @@ async def apply_replies(s: AsyncSession, intents: list[ReplyIntent]) -> list[str
         state.publish_message(s, state.status_message(it.command_id, it.instance_id, it.to, row["exit_code"],
                                                       row["started_at"], row["completed_at"]))
         outcomes.append("stored")
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for cid, values in changes.items():
-        shape = tuple(sorted(values))
-        by_shape.setdefault(shape, []).append({"b_id": cid, "b_expected": original[cid],
-                                               **{f"v_{k}": v for k, v in values.items()}})
-    for shape, params in by_shape.items():
-        stmt = (table.update()
-                .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_expected"))
-                .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in shape}))
-        await s.execute(stmt, params)
+    await repo.update_from(s, {cid: (original[cid], values) for cid, values in changes.items()})
     return outcomes
 
 
@@ -534,8 +509,7 @@ async def _on_progress(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields
                       details=[{"field": "stream" if stream not in ("stdout", "stderr") else "data",
                                 "message": "is invalid"}])
     async with rt.db.read() as s:
-        current = await s.scalar(select(CommandExecution.status).where(
-            CommandExecution.id == command_id, CommandExecution.instance_id == conn.instance_id))
+        current = await repo.status_of(s, command_id, conn.instance_id)
     if current is None:
         return _unknown(command_id, frame_id)
     if current in TERMINAL_STATUSES or not _progress_allowed(command_id):

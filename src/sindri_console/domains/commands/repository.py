@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, bindparam, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.commands.state import QUEUED, SENT
@@ -86,6 +86,55 @@ def history_statement(principal: Principal, *, instance_id: str | None, user_id:
         stmt = stmt.where(or_(icontains(CommandExecution.command, search),
                               icontains(CommandExecution.interpreter, search)))
     return stmt.order_by(CommandExecution.created_at.desc(), CommandExecution.id.desc())
+
+
+# ---- pipeline ----------------------------------------------------------------------------------
+
+
+async def fresh_row(session: AsyncSession, command_id: str) -> CommandExecution | None:
+    """The row as stored now, even when the session already holds an older copy of it."""
+    return (await session.execute(select(CommandExecution).where(CommandExecution.id == command_id)
+                                  .execution_options(populate_existing=True))).scalar_one_or_none()
+
+
+async def status_of(session: AsyncSession, command_id: str, instance_id: str) -> str | None:
+    return await session.scalar(select(CommandExecution.status).where(
+        CommandExecution.id == command_id, CommandExecution.instance_id == instance_id))
+
+
+async def deliverable_ids(session: AsyncSession, instance_id: str, now: datetime) -> list[str]:
+    """QUEUED and unacknowledged SENT rows of an instance that have not expired, oldest first."""
+    return list((await session.scalars(
+        select(CommandExecution.id)
+        .where(CommandExecution.instance_id == instance_id, CommandExecution.status.in_((QUEUED, SENT)),
+               CommandExecution.expires_at > now)
+        .order_by(CommandExecution.created_at, CommandExecution.id)
+    )).all())
+
+
+async def rows_for_reply(session: AsyncSession, ids: list[str]) -> dict[str, Any]:
+    """What applying agent replies needs of each row, locked until the transaction ends (PostgreSQL)."""
+    rows = await session.execute(
+        select(CommandExecution.id, CommandExecution.instance_id, CommandExecution.status,
+               CommandExecution.output_limit_bytes, CommandExecution.started_at, CommandExecution.exit_code,
+               CommandExecution.completed_at)
+        .where(CommandExecution.id.in_(ids)).with_for_update()
+    )
+    return {r.id: r for r in rows.all()}
+
+
+async def update_from(session: AsyncSession, changes: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    """id -> (expected status, column values): compare-and-set updates, one executemany per column set."""
+    table = CommandExecution.__table__
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for cid, (expected, values) in changes.items():
+        by_shape.setdefault(tuple(sorted(values)), []).append(
+            {"b_id": cid, "b_expected": expected, **{f"v_{k}": v for k, v in values.items()}})
+    for shape, params in by_shape.items():
+        stmt = (table.update()
+                .where(table.c.id == bindparam("b_id"), table.c.status == bindparam("b_expected"))
+                .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in shape}))
+        await session.execute(stmt, params)
 
 
 # ---- sweeper and retention ---------------------------------------------------------------------
