@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -651,3 +652,14 @@ async def test_sweep_writes_the_interruption_into_the_logs(console: Any) -> None
     assert await runner_of(console.rt).sweep_expired() == 1
     got = (await console.client.get(f"/api/v1/deployments/{d['id']}", headers=console.auth(key))).json()
     assert got["logs"] == f"Deployment failed: {INTERRUPTED}\n"
+
+
+async def test_text_that_cannot_be_stored_is_refused_with_422(console: Any) -> None:
+    _, key = await console.user("VIEWER")
+    r = await post(console, key, {"yamlConfig": yaml_doc("nul-box"), "region": "a\u0000b"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "region"
+    raw = ('{"yamlConfig": ' + json.dumps(yaml_doc("sur-box")) +
+           ', "secrets": {"API_TOKEN": "x\\udc00yyyyyy"}}').encode()
+    r = await console.client.post("/api/v1/deployments", content=raw,
+                                  headers={**console.auth(key), "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "secrets.API_TOKEN"

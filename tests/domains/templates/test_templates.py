@@ -286,3 +286,17 @@ async def test_a_user_template_holding_an_official_slug_is_kept(console: Any) ->
     await seed_official_templates(console.rt)
     got = (await console.client.get("/api/v1/templates/rust-systems", headers=console.auth(key))).json()
     assert got["id"] == r.json()["id"] and got["isOfficial"] is False
+
+
+async def test_text_databases_refuse_is_refused_with_422(console: Any) -> None:
+    _, key = await console.user("OPERATOR")
+    h = console.auth(key)
+    for field in ("name", "description", "category"):
+        r = await console.client.post("/api/v1/templates", json=body(**{field: "bad\u0000text"}), headers=h)
+        assert r.status_code == 422 and r.json()["details"][0]["field"] == field, r.text
+    raw = (b'{"name": "x\\ud800", "slug": "s", "category": "c", "description": "d", "yamlContent": '
+           b'"version: 3.0"}')
+    r = await console.client.post("/api/v1/templates", content=raw, headers={**h, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "name"
+    r = await console.client.get("/api/v1/templates?search=a%00b", headers=h)
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "search"

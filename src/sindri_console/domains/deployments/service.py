@@ -29,6 +29,7 @@ from sindri_console.domains.deployments.sindri_yaml import (
     deployment_provider,
     docker_host_violation,
     hardening_violations,
+    is_storable_text,
     parse_sindri_yaml,
     reserved_secret_violations,
     sizing,
@@ -99,6 +100,9 @@ def parse_request(data: Any) -> DeploymentRequest:
         if not lo <= len(value) <= hi:
             details.append({"field": names[0], "message": f"must be {lo}-{hi} characters"})
             return None
+        if not is_storable_text(value):
+            details.append({"field": names[0], "message": "must be Unicode text without NUL or lone surrogates"})
+            return None
         return value
 
     req.yaml_config = text(("yamlConfig", "yaml_config", "yamlContent", "yaml_content"), 1, 10 * MAX_YAML_BYTES)
@@ -118,14 +122,15 @@ def parse_request(data: Any) -> DeploymentRequest:
             details.append({"field": "secrets", "message": f"must have at most {MAX_SECRETS} entries"})
         else:
             for name, value in secrets.items():
+                where = f"secrets.{name[:130]}"
                 if not SECRET_NAME_RE.fullmatch(name):
-                    details.append({"field": f"secrets.{name}",
+                    details.append({"field": where,
                                     "message": "name must be an upper-case letter then up to 127 of [A-Z0-9_]"})
                 elif not isinstance(value, str) or not 1 <= len(value) <= MAX_SECRET_VALUE_CHARS:
-                    details.append({"field": f"secrets.{name}",
+                    details.append({"field": where,
                                     "message": f"value must be a string of 1-{MAX_SECRET_VALUE_CHARS} characters"})
-                elif "\x00" in value:
-                    details.append({"field": f"secrets.{name}", "message": "value must not contain NUL"})
+                elif not is_storable_text(value):
+                    details.append({"field": where, "message": "value must be Unicode text without NUL"})
                 else:
                     req.secrets[name] = value
     if req.yaml_config is None and req.template_ref is None and not any(

@@ -354,6 +354,18 @@ def parse_sindri_yaml(text: str) -> ParsedYaml | list[FieldError]:
 # Small helpers
 
 
+def is_storable_text(value: str) -> bool:
+    """False for text with NUL or lone surrogates: valid JSON escapes that PostgreSQL text columns and
+    process environments refuse."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from sindri_console.domains.deployments.sindri_yaml import canonical_provider
+from sindri_console.domains.deployments.sindri_yaml import canonical_provider, is_storable_text
 from sindri_console.domains.templates import repository as repo
 from sindri_console.domains.templates import service
 from sindri_console.domains.templates.schemas import (
@@ -48,12 +48,16 @@ async def list_templates(request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
     q = request.query_params
     params = page_params(q)
-    category = query_str(q, "category", 64)
-    provider = query_str(q, "provider", 64)
+    category, provider, search = (query_str(q, "category", 64), query_str(q, "provider", 64),
+                                  query_str(q, "search", 200))
+    for name, value in (("category", category), ("provider", provider), ("search", search)):
+        if value is not None and not is_storable_text(value):
+            msg = "must be text without NUL characters"
+            raise ApiError(422, f"Invalid request: {name} {msg}", [{"field": name, "message": msg}])
     stmt = repo.list_statement(
         category=category.strip() if category else None,
         provider=canonical_provider(provider) if provider else None,
-        search=query_str(q, "search", 200),
+        search=search,
         is_official=_strict_bool(q, "isOfficial"),
         icontains=rt.db.dialect.icontains,
     )

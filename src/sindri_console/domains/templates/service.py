@@ -20,6 +20,7 @@ from sindri_console.domains.deployments.sindri_yaml import (
     canonical_provider,
     declared_extensions,
     deployment_provider,
+    is_storable_text,
     parse_sindri_yaml,
     reserved_secret_violations,
     validate_sindri_yaml,
@@ -90,11 +91,14 @@ def _check_body(body: TemplateCreate) -> list[dict[str, str]]:
     problem = slug_error(body.slug)
     if problem is not None:
         details.append({"field": "slug", "message": problem})
-    for field_name, value in (("name", body.name), ("category", body.category), ("description", body.description)):
+    for field_name, value in (("name", body.name), ("category", body.category), ("description", body.description),
+                              ("yamlContent", body.yaml_content)):
         if not value.strip():
             details.append({"field": field_name, "message": "must not be blank"})
+        elif not is_storable_text(value):
+            details.append({"field": field_name, "message": "must be Unicode text without NUL or lone surrogates"})
     size = len(body.yaml_content.encode("utf-8", "surrogatepass"))
-    if not 1 <= size <= MAX_YAML_BYTES:
+    if size > MAX_YAML_BYTES:
         details.append({"field": "yamlContent", "message": f"must be 1–{MAX_YAML_BYTES} bytes"})
     for index, name in enumerate(body.extensions or []):
         if not EXTENSION_RE.fullmatch(name):
