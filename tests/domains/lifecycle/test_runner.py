@@ -37,6 +37,17 @@ async def _job_row(console: Any, job_id: str) -> InstanceJob:
     return job
 
 
+async def _lease_renewed_past(console: Any, job_id: str, moment: Any, within: float = 10.0) -> None:
+    """Wait until the runner renewed the job's lease beyond `moment` (renewals run every 0.1 s here)."""
+    deadline = time.monotonic() + within
+    while True:
+        expires = (await _job_row(console, job_id)).lease_expires_at
+        if expires is not None and expires > moment:
+            return
+        assert time.monotonic() < deadline, "the lease was not renewed"
+        await asyncio.sleep(0.05)
+
+
 async def _crash_mid_job(console: Any, fake: FakeSindri, command: str) -> None:
     """Halt this replica's runner while `command` runs, as a crash would: the CLI dies, the row stays RUNNING."""
     await _until(lambda: any(r.command == command and r.ended is None for r in fake.runs()))
@@ -124,12 +135,11 @@ async def test_a_renewed_lease_is_not_recovered_and_a_lost_lease_abandons_the_jo
     job_id = r.json()["job"]["id"]
     await _until(lambda: len(fake.runs()) == 1)
     first = (await _job_row(console, job_id)).lease_expires_at
+    assert first is not None
     clock.advance(20)
-    await asyncio.sleep(0.4)
-    second = (await _job_row(console, job_id)).lease_expires_at
-    assert first is not None and second is not None and second > first
+    await _lease_renewed_past(console, job_id, utcnow() + timedelta(seconds=25))
     clock.advance(20)  # 40 s after the claim, but the lease was renewed meanwhile
-    await asyncio.sleep(0.4)
+    await _lease_renewed_past(console, job_id, utcnow() + timedelta(seconds=25))
     assert await console.rt.loops.run_once("lifecycle-job-recovery") == 0
 
     # Another replica's recovery took the job (as if this one had stalled): this one must let it go.
