@@ -131,7 +131,7 @@ async def test_timeout_ends_timed_out_and_kills_the_process(
 async def test_an_operation_in_progress_blocks_every_action(
     console: Any, admin: str, operator: str, fake: FakeSindri
 ) -> None:
-    fake.control(sleep=3)
+    fake.control(sleep=6)
     inst = await console.register(admin, "web-6")
     iid = inst["id"]
     r = await console.client.post(f"/api/v1/instances/{iid}/suspend", headers=console.auth(operator))
