@@ -663,3 +663,15 @@ async def test_text_that_cannot_be_stored_is_refused_with_422(console: Any) -> N
     r = await console.client.post("/api/v1/deployments", content=raw,
                                   headers={**console.auth(key), "content-type": "application/json"})
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "secrets.API_TOKEN"
+
+
+async def test_nul_bytes_in_cli_output_are_stored_as_replacement_characters(console: Any, fake: FakeSindri) -> None:
+    fake.control(stdout=["before\u0000after"], stderr=["fatal\u0000error"], exit=2)
+    _, key = await console.user("VIEWER")
+    d = (await post(console, key, {"yamlConfig": yaml_doc("nul-output")})).json()
+    await wait_for_cli(console)
+    await run_jobs(console)
+    row = await deployment_row(console, d["id"])
+    assert row.status == "FAILED"
+    assert "before\ufffdafter" in row.logs
+    assert row.error == "sindri deploy exited with code 2: fatal\ufffderror"

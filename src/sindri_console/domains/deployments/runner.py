@@ -91,6 +91,7 @@ class LogSink:
         self._text_bytes += size
 
     def cli_line(self, stream: str, line: str) -> None:
+        line = line.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
         self._append_text(line)
         if self.cli_rows >= MAX_LOG_ROWS:
             self.dropped_rows += 1
@@ -339,7 +340,7 @@ class DeploymentRunner:
 
     @staticmethod
     def _failed(sink: LogSink, exit_code: int | None, reason: str) -> Outcome:
-        reason = reason[:MAX_ERROR_CHARS]
+        reason = reason.replace("\x00", "\ufffd")[:MAX_ERROR_CHARS]
         sink.system_line(f"Deployment failed: {reason}", "ERROR")
         return Outcome(False, exit_code, reason)
 
