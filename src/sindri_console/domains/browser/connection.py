@@ -43,7 +43,7 @@ class BrowserSocket:
         self._seq = 0
         self._waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._window = 0
+        self._window = -1.0
         self._window_count = 0
 
     # ---- outbound ---------------------------------------------------------------------------
@@ -147,8 +147,8 @@ class BrowserSocket:
 
     def count_inbound(self) -> int:
         """Messages received in the current one-second window, this one included."""
-        now = int(time.monotonic())
-        if now != self._window:
+        now = time.monotonic()
+        if now - self._window >= 1.0:  # a one-second window opened by the first message after the last one
             self._window = now
             self._window_count = 0
         self._window_count += 1

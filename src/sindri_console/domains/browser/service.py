@@ -144,7 +144,10 @@ class BrowserService:
                 principal = await self.rt.auth.authenticate(raw, ip)
         except AuthFailure as exc:
             await limiter.hit("auth_fail", ip)
-            raise Refusal(4401, exc.message) from None
+            # an unknown credential gets the ticket hint (§8.1 step 2); a known but revoked, expired or
+            # disabled one says which (step 3)
+            known = exc.message not in ("Invalid API key", TICKET_FAILURE) and not exc.message.startswith("Missing")
+            raise Refusal(4401, exc.message if known else TICKET_FAILURE) from None
         if principal.is_agent:
             raise Refusal(4403, "Agents connect to /ws/agent")
         return principal
