@@ -253,7 +253,7 @@ async def create_single(rt: Runtime, principal: Principal, instance_id: str,
                 "instanceId": instance_id, "mode": spec.mode, **_program(spec), "argCount": len(spec.args),
                 "envKeys": list(spec.env), "workingDir": spec.working_dir, "timeoutMs": spec.timeout_ms,
             }, team_id=checked.instance.team_id)
-        await deliveries.after_commit()
+        await asyncio.shield(deliveries.after_commit())  # the frame goes out even if the client leaves
         if spec.wait and checked.connected:
             await wait_terminal(rt, [command_id], wait_seconds(rt, spec), watch)
     async with rt.db.read() as s:
@@ -297,7 +297,8 @@ async def create_batch(rt: Runtime, principal: Principal, instance_ids: list[str
                     meta = {"batchId": batch_id, "instanceIds": list(accepted), "mode": spec.mode,
                             **_program(spec), "envKeys": list(spec.env)}
                 await write_audit(s, principal, "EXECUTE", "command", batch_id, meta)
-            await deliveries.after_commit()
+            # a client that goes away must not leave a committed SENT row without its frame (20-ops §6.4)
+            await asyncio.shield(deliveries.after_commit())
             if spec.wait and connected_ids:
                 await wait_terminal(rt, connected_ids, wait_seconds(rt, spec), watch)
     async with rt.db.read() as s:
