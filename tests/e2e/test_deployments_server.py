@@ -111,3 +111,40 @@ def test_schemathesis_finds_no_server_error_on_deployments_and_templates(tmp_pat
             assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
         finally:
             server.stop()
+
+
+def test_a_crashed_server_s_deployment_ends_interrupted_once_its_lease_expires(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to record anything: the next replica's sweep does it after the 60 s lease."""
+    import signal
+
+    fake = FakeSindri(tmp_path / "fake-bin")
+    fake.control(stdout=["working"], sleep=120)
+    env = {"SINDRI_BIN_PATH": str(fake.path), "SECRET_VAULT_KEY": VAULT_KEY}
+    slow_pid = None
+    with fresh_database(tmp_path) as db:
+        server = start_server(tmp_path, db, extra_env=env)
+        try:
+            headers = {"Authorization": f"Bearer {server.admin_key}"}
+            r = httpx.post(server.url + "/api/v1/deployments", headers=headers,
+                           json={"yamlConfig": yaml_doc("crashed")})
+            assert r.status_code == 202, r.text
+            location = r.headers["location"]
+            wait_status(server.url + location, headers, {"IN_PROGRESS"})
+            slow_pid = fake.wait_for_runs(1)[-1].pid
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(10)
+            again = start_server(tmp_path, db, extra_env=env, expect_admin_key=False)
+            try:
+                assert httpx.get(again.url + location, headers=headers).json()["status"] == "IN_PROGRESS"
+                body = wait_status(again.url + location, headers, {"FAILED", "SUCCEEDED"}, timeout=90)
+                assert body["status"] == "FAILED"
+                assert body["error"] == ("Interrupted: the server running this deployment stopped; the provider "
+                                         "may hold partial resources")
+                inst = httpx.get(f"{again.url}/api/v1/instances/{body['instanceId']}", headers=headers).json()
+                assert inst["status"] == "ERROR"
+            finally:
+                again.stop()
+        finally:
+            server.stop()
+            if slow_pid is not None and pid_alive(slow_pid):
+                os.killpg(slow_pid, signal.SIGKILL)  # the orphaned CLI leads its own process group
