@@ -131,6 +131,7 @@ async def test_timeout_ends_timed_out_and_kills_the_process(
 async def test_an_operation_in_progress_blocks_every_action(
     console: Any, admin: str, operator: str, fake: FakeSindri
 ) -> None:
+    console.rt.settings.SINDRI_CLI_TIMEOUT_SECONDS = 30
     fake.control(sleep=6)
     inst = await console.register(admin, "web-6")
     iid = inst["id"]
