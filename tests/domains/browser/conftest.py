@@ -62,9 +62,32 @@ class WsClient:
         replies = [await self.next_of_reply(mid)]
         if replies[0]["type"] == "error" or expected == 1:
             return replies
-        # channel omitted: one reply per channel; the last arrives within a short quiet period
-        replies += [m for m in await self.quiet(0.3) if m.get("replyTo") == mid]
+        # channel omitted: one reply per channel, all of them before the answer to a later ping
+        replies += [m for m in await self.through_pong() if m.get("replyTo") == mid]
         return replies
+
+    async def through_pong(self, within: float = 5.0) -> list[dict[str, Any]]:
+        """Messages that arrive before the pong of a fresh ping (replies come in request order)."""
+        mid = f"ping-{len(self.seen)}"
+        await self.send({"type": "ping", "id": mid})
+        got = []
+        async with asyncio.timeout(within):
+            while True:
+                msg = await self.recv(within)
+                if msg["type"] == "pong" and msg.get("replyTo") == mid:
+                    return got
+                got.append(msg)
+
+    async def until(self, where: Callable[[dict[str, Any]], bool], within: float = 5.0) -> list[dict[str, Any]]:
+        """Every message up to the first one matching `where` (excluded): pushes published before a
+        sentinel are delivered before it, so this shows exactly what arrived and what did not."""
+        got = []
+        async with asyncio.timeout(within):
+            while True:
+                msg = await self.recv(within)
+                if where(msg):
+                    return got
+                got.append(msg)
 
     async def next_of_reply(self, mid: str, within: float = 5.0) -> dict[str, Any]:
         async with asyncio.timeout(within):

@@ -55,7 +55,8 @@ async def test_every_topic_becomes_its_push(console, server, admin):
         await _publish(console, f"instance.{i}.jobs", {"instanceId": i, "jobId": "j"})
         await _publish(console, f"instance.{w.i_t}.metrics", {"instanceId": w.i_t})
         await _publish(console, f"agent.{i}.control", {"op": "close"})
-        assert await ws.quiet(0.3) == []
+        await _publish(console, f"instance.{i}.metrics", {"instanceId": i, "sentinel": True})
+        assert await ws.until(lambda m: m["data"].get("sentinel")) == []
         seqs = [m["seq"] for m in ws.seen]
         assert seqs == list(range(1, len(seqs) + 1))
 
@@ -68,7 +69,8 @@ async def test_wildcard_follows_team_scope(console, server, admin):
         assert ok["type"] == "subscribed"
         for iid in (w.i_u, w.i_t, w.i_0, w.i_u):
             await _publish(console, f"instance.{iid}.heartbeat", {**HEARTBEAT, "instanceId": iid})
-        got = [m["data"]["instanceId"] for m in await ws.quiet(0.5)]
+        await _publish(console, f"instance.{w.i_t}.heartbeat", {"instanceId": w.i_t, "sentinel": 1})
+        got = [m["data"]["instanceId"] for m in await ws.until(lambda m: m["data"].get("sentinel") == 1)]
         assert got == [w.i_t, w.i_0]
         # an instance registered after the socket opened is in scope (no team)
         new = (await console.register(console.bootstrap_key, "late"))["id"]
@@ -81,7 +83,9 @@ async def test_wildcard_follows_team_scope(console, server, admin):
         await asyncio.sleep(0.1)
         await _publish(console, f"instance.{w.i_0}.heartbeat", {**HEARTBEAT, "instanceId": w.i_0})
         await _publish(console, f"instance.{w.i_t}.heartbeat", {**HEARTBEAT, "instanceId": w.i_t})
-        got = [m["data"]["instanceId"] for m in await ws.quiet(0.5) if m["type"] == "heartbeat"]
+        await _publish(console, f"instance.{w.i_t}.heartbeat", {"instanceId": w.i_t, "sentinel": 2})
+        got = [m["data"]["instanceId"] for m in await ws.until(lambda m: m["data"].get("sentinel") == 2)
+               if m["type"] == "heartbeat"]
         assert got == [w.i_t]
 
 
@@ -97,7 +101,9 @@ async def test_commands_wildcard_needs_developer_on_each_team(console, server, a
         for iid in (w.i_t, w.i_0, w.i_u):
             await _publish(console, f"instance.{iid}.commands", {"commandId": f"c-{iid}", "instanceId": iid,
                                                                  "status": "SENT"})
-        got = [m["data"]["instanceId"] for m in await ws.quiet(0.5)]
+        await _publish(console, f"instance.{w.i_0}.commands", {"commandId": "end", "instanceId": w.i_0,
+                                                               "status": "SENT"})
+        got = [m["data"]["instanceId"] for m in await ws.until(lambda m: m["data"]["commandId"] == "end")]
         assert got == [w.i_0]
 
 
@@ -123,7 +129,8 @@ async def test_command_topic_is_not_delivered_twice(console, server, admin):
         status = {"commandId": "c7", "instanceId": w.i_0, "status": "SUCCEEDED", "exitCode": 0}
         await _publish(console, "command.c7", status)
         await _publish(console, f"instance.{w.i_0}.commands", status)
-        got = await ws.quiet(0.4)
+        await _publish(console, f"instance.{w.i_0}.commands", {**status, "commandId": "end"})
+        got = await ws.until(lambda m: m["data"]["commandId"] == "end")
         assert [m["type"] for m in got] == ["command:status"]
 
 
@@ -198,7 +205,8 @@ async def test_command_id_subscriptions(console, server, admin):
         other = {"commandId": "zz", "instanceId": w.i_t, "status": "SENT"}
         await _publish(console, "command.zz", other)
         await _publish(console, f"instance.{w.i_t}.commands", other)
-        got = await ws.quiet(0.4)
+        await _publish(console, f"command.{c_t}", {**status, "status": "RUNNING"})
+        got = await ws.until(lambda m: m["data"].get("status") == "RUNNING")
         assert [(m["type"], m["data"]["commandId"]) for m in got] == [("command:status", c_t)]
         await ws.send({"type": "unsubscribe", "id": "u", "data": {"commandId": c_t}})
         un = await ws.next_of("unsubscribed")
