@@ -36,6 +36,7 @@ log = structlog.get_logger("sindri_console.commands")
 EXPIRED_MESSAGE = "The agent did not take the command before it expired"
 NO_RESULT_MESSAGE = "The agent did not report a result in time"
 REDRIVE_AFTER_SECONDS = 5
+REPLY_LINGER_SECONDS = 0.002
 
 
 async def cancel_on_removal(session: AsyncSession, instance_id: str, status: str, now: datetime) -> None:
@@ -89,7 +90,7 @@ async def startup(rt: Runtime) -> None:
     writer = CommandWriter(rt.db)
     writer.start()
     rt.services["command_writer"] = writer
-    reply_writer = CommandWriter(rt.db, pipeline.apply_replies)
+    reply_writer = CommandWriter(rt.db, pipeline.apply_replies, linger=REPLY_LINGER_SECONDS)
     reply_writer.start()
     rt.services["command_reply_writer"] = reply_writer
     on_removal(cancel_on_removal)

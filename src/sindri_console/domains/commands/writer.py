@@ -35,9 +35,11 @@ class CommandWriter:
     """Items queued with `run` are handed in batches to `handler(session, items)` (one transaction per
     batch), which returns one result per item; a handler can then treat the batch set-wise."""
 
-    def __init__(self, db: Database, handler: BatchHandler = run_works) -> None:
+    def __init__(self, db: Database, handler: BatchHandler = run_works, linger: float = 0.0) -> None:
         self.db = db
         self.handler = handler
+        # a lone item waits this long for company (an agent's ack is followed by its result at once)
+        self.linger = linger
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +80,8 @@ class CommandWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self.linger and len(self._queue) == 1:
+                await asyncio.sleep(self.linger)
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 await self._commit(batch)
