@@ -675,3 +675,23 @@ async def test_nul_bytes_in_cli_output_are_stored_as_replacement_characters(cons
     assert row.status == "FAILED"
     assert "before\ufffdafter" in row.logs
     assert row.error == "sindri deploy exited with code 2: fatal\ufffderror"
+
+
+async def test_instance_fields_from_the_yaml(console: Any) -> None:
+    _, key = await console.user("VIEWER")
+    text = ('version: "3.0"\nname: sized\ndistro: Fedora\ndeployment:\n  provider: devpod\n'
+            "  volumes:\n    workspace:\n      size: 100GB\n"
+            "extensions:\n  profile: minimal\n  additional: [rust@1.80]\n"
+            "providers:\n  devpod:\n    type: aws\n    region: us-west-2\n    aws:\n      instanceType: t3.large\n")
+    r = await post(console, key, {"yamlConfig": text})
+    assert r.status_code == 202, r.text
+    d = r.json()
+    assert d["region"] == "us-west-2" and d["provider"] == "devpod"
+    assert d["declared"]["profile"] == "minimal" and d["declared"]["distro"] == "fedora"
+    async with console.rt.db.read() as s:
+        inst = await s.get(Instance, d["instanceId"])
+    assert (inst.region, inst.size_id, inst.disk_gb, inst.distro) == ("us-west-2", "t3.large", 100, "fedora")
+    assert inst.extensions == ["rust"]
+    # the body's region wins over the YAML's
+    r = await post(console, key, {"yamlConfig": text.replace("name: sized", "name: sized-two"), "region": "eu-1"})
+    assert r.json()["region"] == "eu-1"
