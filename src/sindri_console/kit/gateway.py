@@ -219,6 +219,12 @@ class Gateway:
             return await _send_error(send, ApiError(
                 403, f"This action requires the {Role(rule.role).name} role or higher"), extra)
 
+        # PostgreSQL text cannot hold NUL: refuse it in the path or query before any handler sees it
+        raw_qs = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in raw_qs or b"\x00" in raw_qs:
+            return await _send_error(send, ApiError(400, "The path or query string contains a NUL character"),
+                                     extra)
+
         # 413
         cap = rt.settings.LOG_INGEST_MAX_BODY_BYTES if path in LARGE_BODY_PATHS else rt.settings.MAX_BODY_BYTES
         length = headers.get("content-length")

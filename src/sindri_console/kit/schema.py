@@ -7,11 +7,32 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from sindri_console.kit.clock import parse_iso
 from sindri_console.kit.errors import ApiError, details_from_pydantic
+
+
+def unstorable_text(value: Any) -> bool:
+    """True when a string (anywhere inside lists/dicts) holds NUL or a lone surrogate.
+
+    PostgreSQL text cannot store U+0000 and UTF-8 cannot encode lone surrogates; such input is a
+    validation error, never a database error.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(unstorable_text(k) or unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(unstorable_text(v) for v in value)
+    return False
 
 
 class ApiModel(BaseModel):
@@ -21,6 +42,13 @@ class ApiModel(BaseModel):
         alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="ignore",
         str_strip_whitespace=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        if unstorable_text(value):
+            raise ValueError("must not contain NUL characters or invalid Unicode")
+        return value
 
 
 class OutModel(BaseModel):

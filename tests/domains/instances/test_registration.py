@@ -233,3 +233,19 @@ async def test_version_status(console, admin):
     assert (a["versionStatus"], b["versionStatus"], c["versionStatus"]) == ("OUTDATED", "CURRENT", "UNKNOWN")
     r = await console.client.get("/api/v1/instances", headers=console.auth(admin), params={"versionStatus": "OUTDATED"})
     assert [i["name"] for i in r.json()["data"]] == ["v-old"]
+
+
+async def test_nul_and_lone_surrogates_are_422_not_database_errors(console, admin):
+    for body in ({"name": "nul-a", "provider": "fly", "tags": {"a": "x\u0000y"}},
+                 {"name": "nul-b", "provider": "fly", "region": "se\u0000a"},
+                 {"instance_id": "nul\u0000c"}):
+        r = await console.client.post(REG, headers=console.auth(admin), json=body)
+        assert r.status_code == 422, (body, r.text)
+    r = await console.client.post(REG, headers={**console.auth(admin), "Content-Type": "application/json"},
+                                  content=b'{"name": "sur-a", "provider": "fly", "sshEndpoint": "\\ud800"}')
+    assert r.status_code == 422
+    r = await console.client.post("/api/v1/admin/teams", headers=console.auth(admin), json={"name": "T",
+                                                                                          "description": "a\u0000"})
+    assert r.status_code == 422
+    r = await console.client.get("/api/v1/instances", headers=console.auth(admin), params={"search": "a\u0000b"})
+    assert r.status_code == 400

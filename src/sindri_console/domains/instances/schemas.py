@@ -11,7 +11,7 @@ from pydantic import Field
 from sindri_console.domains.instances.geo import PROVIDERS, normalise_provider
 from sindri_console.kit.clock import parse_iso
 from sindri_console.kit.errors import ApiError
-from sindri_console.kit.schema import ApiModel, OutModel
+from sindri_console.kit.schema import ApiModel, OutModel, unstorable_text
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
@@ -69,6 +69,10 @@ def parse_registration(body: Any) -> Registration:
             raw[wire] = value
     reg = Registration(is_agent_body="instanceId" in raw)
     errors: list[dict[str, str]] = []
+    for wire in list(raw):
+        if unstorable_text(raw[wire]):
+            _err(errors, wire, "must not contain NUL characters or invalid Unicode")
+            del raw[wire]
 
     def text(wire: str, max_len: int, *, min_len: int = 1, nullable: bool = False, strip: bool = True) -> None:
         if wire not in raw:
