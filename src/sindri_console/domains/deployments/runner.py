@@ -47,6 +47,7 @@ TRUNCATED_MARK = "… output truncated\n"
 INTERRUPTED = ("Interrupted: the server running this deployment stopped; the provider may hold partial "
                "resources")
 CONFIG_NAME = "sindri.yaml"
+STOP_WAIT_SECONDS = 30.0
 MAX_ERROR_CHARS = 2048
 
 
@@ -211,7 +212,9 @@ class DeploymentRunner:
         """Shutdown: stop the CLI processes; each job records the interruption before it exits."""
         for task in list(self.jobs.values()):
             task.cancel()
-        await self.drain()
+        # bounded: a database that no longer answers must not hold the shutdown; the lease covers it
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), STOP_WAIT_SECONDS)
 
     # ---- one job --------------------------------------------------------------------------------------
 
