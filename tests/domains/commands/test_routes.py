@@ -322,7 +322,7 @@ async def test_odd_ids_are_not_found_never_errors(console: Any, admin: str) -> N
     h = console.auth(admin)
     for params in ({"instanceId": "a\x00b"}, {"batchId": "no such/batch"}, {"search": "a\x00"}):
         r = await console.client.get("/api/v1/commands/history", params=params, headers=h)
-        assert r.status_code in (200, 422), (params, r.text)
+        assert r.status_code in (200, 400, 422), (params, r.text)  # the gateway may refuse NUL first
         if r.status_code == 200:
             assert r.json()["data"] == []
     r = await console.client.get("/api/v1/commands/history", params={"stdin": "x"}, headers=h)
