@@ -197,8 +197,8 @@ class BrowserService:
             except Exception as exc:  # a bug: answer INTERNAL, keep the socket
                 log.exception("ws_message_failed", type=msg.type, error=type(exc).__name__)
                 error = BadMessage("INTERNAL", "The server failed to handle this message")
-        assert error is not None
-        sock.reply("error", error.data(), msg_id)
+        if error is not None:
+            sock.reply("error", error.data(), msg_id)
 
     def bad_frame(self, sock: BrowserSocket, message: str) -> None:
         sock.reply("error", BadMessage("BAD_REQUEST", message).data(), None)
