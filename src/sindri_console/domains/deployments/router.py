@@ -34,7 +34,14 @@ async def create_deployment(request: Request, principal: CurrentPrincipal) -> An
     return JSONResponse(created, status_code=202, headers={"Location": f"/api/v1/deployments/{created['id']}"})
 
 
-@router.get("/deployments/{id}", response_model=DeploymentOut, responses=ERRORS, summary="A deployment")
+LOG_OFFSET_DOC = {"parameters": [{
+    "name": "logOffset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+    "description": "byte offset into the captured output; poll with the previous logsBytes",
+}]}
+
+
+@router.get("/deployments/{id}", response_model=DeploymentOut, responses=ERRORS, summary="A deployment",
+            openapi_extra=LOG_OFFSET_DOC)
 async def get_deployment(id: str, request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
     check_path_id(id, "deployment id")

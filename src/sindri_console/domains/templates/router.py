@@ -33,6 +33,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+LIST_DOC = {"parameters": [
+    _query("page", {"type": "integer", "minimum": 1}, "page number, default 1"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size, default 20 (alias pageSize)"),
+    _query("category", {"type": "string", "maxLength": 64}, "case-insensitive exact category"),
+    _query("provider", {"type": "string", "maxLength": 64}, "YAML provider or a recommended provider"),
+    _query("search", {"type": "string", "maxLength": 200}, "substring of name, slug or description"),
+    _query("isOfficial", {"type": "string", "enum": ["true", "false"]}, "only official or only user templates"),
+]}
+
+
 def _strict_bool(query: Any, name: str) -> bool | None:
     raw = query.get(name)
     if raw is None or raw == "":
@@ -43,7 +57,8 @@ def _strict_bool(query: Any, name: str) -> bool | None:
                    [{"field": name, "message": "must be true or false"}])
 
 
-@router.get("/templates", response_model=TemplatePage, responses=ERRORS, summary="List deployment templates")
+@router.get("/templates", response_model=TemplatePage, responses=ERRORS, summary="List deployment templates",
+            openapi_extra=LIST_DOC)
 async def list_templates(request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
     q = request.query_params
