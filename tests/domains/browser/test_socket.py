@@ -281,3 +281,32 @@ async def test_credential_store_down_closes_1011(console, server, monkeypatch):
     async with server.ws(key=viewer) as ws:
         assert await ws.close_code() == 1011
     assert "retry later" in ws.conn.close_reason
+
+
+async def test_registered_handlers_and_internal_errors(console, server):
+    """Other domains add message types through `handlers`; a crash in one answers INTERNAL, socket open."""
+    service = console.rt.services["browser"]
+
+    async def echo(sock, msg):
+        sock.reply("echoed", {"got": msg.data}, msg.id)
+
+    async def broken(sock, msg):
+        raise RuntimeError("bug")
+
+    service.handlers.update({"test:echo": echo, "terminal:open": broken})
+    try:
+        _, dev = await console.user("DEVELOPER")
+        async with server.ws(key=dev) as ws:
+            await ws.recv()
+            await ws.send({"type": "test:echo", "id": "e1", "data": {"a": 1}})
+            reply = await ws.recv()
+            assert reply == {**reply, "type": "echoed", "replyTo": "e1", "data": {"got": {"a": 1}}}
+            await ws.send({"type": "terminal:open", "id": "t1", "data": {}})
+            err = await ws.recv()
+            assert err["data"] == {"code": "INTERNAL", "statusCode": 500,
+                                   "message": "The server failed to handle this message"}
+            await ws.send({"type": "ping", "id": "still"})
+            assert (await ws.recv())["type"] == "pong"
+    finally:
+        service.handlers.pop("test:echo", None)
+        service.handlers.pop("terminal:open", None)
