@@ -695,3 +695,14 @@ async def test_instance_fields_from_the_yaml(console: Any) -> None:
     # the body's region wins over the YAML's
     r = await post(console, key, {"yamlConfig": text.replace("name: sized", "name: sized-two"), "region": "eu-1"})
     assert r.json()["region"] == "eu-1"
+
+
+def test_log_offset_inside_a_character_starts_at_the_next_one() -> None:
+    from sindri_console.domains.deployments.service import _logs_from
+
+    text = "aé€b\n"  # 1 + 2 + 3 + 1 + 1 bytes
+    assert _logs_from(text, 0) == text
+    assert _logs_from(text, 1) == "é€b\n"
+    assert _logs_from(text, 2) == "€b\n"  # inside é
+    assert _logs_from(text, 4) == "b\n"  # inside €
+    assert _logs_from(text, 8) == "" and _logs_from(text, 10**12) == ""
