@@ -41,7 +41,7 @@ async def test_minutes_and_hours_from_raw(console: Any, admin: str) -> None:
         sample(inst, hour0 + HOUR + 7, cpu=70, mem=700, total=8000),
     ]
     await put(console, samples)
-    res = await rollup_tick(console.rt.db)
+    res = await rollup_tick(console.rt.db, now_ms=now)
     assert res.minutes > 0
     marks = await _marks(console)
     assert marks["1m"] == (now - 5_000) // MIN * MIN
@@ -66,7 +66,7 @@ async def test_minutes_and_hours_from_raw(console: Any, admin: str) -> None:
     assert [(q.bucket_ms, q.sample_count) for q in quarters] == [(hour0, 3), (hour0 + HOUR, 1)]
     assert quarters[0].cpu_avg == pytest.approx(30) and quarters[0].disk_used_n == 2
     # a second tick changes nothing
-    again = await rollup_tick(console.rt.db)
+    again = await rollup_tick(console.rt.db, now_ms=now)
     assert not again
     assert len(await _rows(console, Metric1m, inst)) == 3
 
@@ -96,12 +96,12 @@ async def test_catch_up_is_bounded_per_tick(console: Any, admin: str) -> None:
     now = clock.now_ms()
     start = now // MIN * MIN - 3 * 1440 * MIN
     await put(console, [sample(inst, start + 10), sample(inst, now - 60 * MIN)])
-    res = await rollup_tick(console.rt.db)
+    res = await rollup_tick(console.rt.db, now_ms=now)
     assert res.minutes == 1440
     assert (await _marks(console))["1m"] == start + 1440 * MIN
-    await rollup_tick(console.rt.db)
-    await rollup_tick(console.rt.db)
-    await rollup_tick(console.rt.db)
+    await rollup_tick(console.rt.db, now_ms=now)
+    await rollup_tick(console.rt.db, now_ms=now)
+    await rollup_tick(console.rt.db, now_ms=now)
     assert (await _marks(console))["1m"] == (now - 5_000) // MIN * MIN
     assert sum(m.sample_count for m in await _rows(console, Metric1m, inst)) == 2
     assert sum(h.sample_count for h in await _rows(console, Metric1h, inst)) == 2

@@ -19,6 +19,15 @@ def _iso(ms: int) -> str:
     return ms_to_iso(ms) or ""
 
 
+def _bucket(data: list[dict[str, Any]], ts_ms: int) -> dict[str, Any]:
+    """The bucket starting at ts_ms (a slow run may cross a minute between writing and reading)."""
+    return next(d for d in data if d["timestamp"] == _iso(ts_ms))
+
+
+def _by_time(data: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["timestamp"]: d for d in data}
+
+
 async def test_timeseries_needs_credentials_and_valid_range(console: Any, admin: str) -> None:
     r = await console.client.get("/api/v1/metrics/timeseries")
     assert r.status_code == 401
@@ -41,8 +50,9 @@ async def test_fixed_ranges_have_aligned_gap_filled_buckets(console: Any, admin:
     stamps = [datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00")) for d in data]
     assert all(int(s.timestamp()) % seconds == 0 for s in stamps)
     assert all((b - a).total_seconds() == seconds for a, b in zip(stamps, stamps[1:], strict=False))
+    after = clock.now_ms()
     last_ms = int(stamps[-1].timestamp() * 1000)
-    assert last_ms <= before < last_ms + seconds * 1000 + 5000
+    assert before < last_ms + seconds * 1000 and last_ms <= after
     assert body["from"] == data[0]["timestamp"]
     for d in data:
         assert d["sampleCount"] == 0 and d["cpuPercent"] is None and d["instanceCount"] == 0
@@ -58,15 +68,15 @@ async def test_instance_series_values_from_samples(console: Any, admin: str) -> 
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["instanceId"] == inst
-    last = body["data"][-1]
+    last = _bucket(body["data"], minute)
     assert last["sampleCount"] == 3 and last["cpuPercent"] == 20 and last["cpuPercentMax"] == 30
     assert last["memUsedBytes"] == 2000 and last["memTotalBytes"] == 8000
     assert last["diskUsedBytes"] is None and last["loadAvg1"] is None
     assert "instanceCount" not in last
-    assert all(d["sampleCount"] == 0 for d in body["data"][:-1])
+    assert sum(d["sampleCount"] for d in body["data"]) == 3
     # the same through the query form
     r2 = await console.client.get(f"/api/v1/metrics/timeseries?instanceId={inst}", headers=console.auth(admin))
-    assert r2.json()["data"][-1] == last
+    assert _bucket(r2.json()["data"], minute) == last
 
 
 async def test_series_is_the_same_before_and_after_rollup(console: Any, admin: str) -> None:
@@ -87,7 +97,11 @@ async def test_series_is_the_same_before_and_after_rollup(console: Any, admin: s
     await rollup_tick(console.rt.db)
     await rollup_tick(console.rt.db)
     after = [(await console.client.get(u, headers=console.auth(admin))).json()["data"] for u in urls]
-    assert before == after
+    for b_data, a_data in zip(before, after, strict=True):
+        b_map, a_map = _by_time(b_data), _by_time(a_data)
+        common = set(b_map) & set(a_map)  # a slow run may shift a window by one bucket
+        assert len(common) >= len(b_data) - 1
+        assert all(b_map[t] == a_map[t] for t in common)
     week = after[3]
     assert sum(d["sampleCount"] for d in week) == len(samples)
     assert max(d["instanceCount"] for d in week) == 2
@@ -102,7 +116,8 @@ async def test_fleet_series_means_and_sums(console: Any, admin: str) -> None:
         sample(a, minute + 2, cpu=30, mem=300, total=1000, net_rx_bps=15),
         sample(b, minute + 3, cpu=80, mem=1000, total=4000),
     ])
-    last = (await console.client.get("/api/v1/metrics/timeseries", headers=console.auth(admin))).json()["data"][-1]
+    data = (await console.client.get("/api/v1/metrics/timeseries", headers=console.auth(admin))).json()["data"]
+    last = _bucket(data, minute)
     assert last["instanceCount"] == 2 and last["sampleCount"] == 3
     assert last["cpuPercent"] == 50  # mean of 20 and 80
     assert last["cpuPercentMax"] == 80
