@@ -338,7 +338,9 @@ def main() -> None:
         finally:
             server.stop()
             slow = [line for line in server.log_path.read_text().splitlines() if "ingest_batch_slow" in line]
-    print(json.dumps({"database": args.database, **result, "slow_batches": len(slow)}, indent=2))
+    slowest = sorted(slow, key=lambda line: -json.loads(line).get("seconds", 0))[:3] if slow else []
+    print(json.dumps({"database": args.database, **result, "slow_batches": len(slow),
+                      "slowest_batches": [json.loads(line) for line in slowest]}, indent=2))
 
 
 if __name__ == "__main__":
