@@ -4,10 +4,11 @@ Revision ID: 0006_deployments
 Revises: 0001_core
 Create Date: 2026-11-28 15:34:22.155851
 """
-from alembic import op
 import sqlalchemy as sa
-import sindri_console.db.base
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import sindri_console.db.base
 
 revision = '0006_deployments'
 down_revision = '0001_core'
