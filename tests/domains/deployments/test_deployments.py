@@ -706,3 +706,42 @@ def test_log_offset_inside_a_character_starts_at_the_next_one() -> None:
     assert _logs_from(text, 2) == "€b\n"  # inside é
     assert _logs_from(text, 4) == "b\n"  # inside €
     assert _logs_from(text, 8) == "" and _logs_from(text, 10**12) == ""
+
+
+async def test_global_vault_secrets_resolve_only_with_the_deployment_scope(
+        console: Any, fake: FakeSindri, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sindri_console.domains.deployments import vault
+    from sindri_console.kit.clock import utcnow
+    from sindri_console.kit.crypto import parse_key
+    from sindri_console.kit.ids import new_id
+
+    kek = parse_key(console.rt.settings.SECRET_VAULT_KEY)
+    now = utcnow()
+
+    async def add(name: str, value: str, scope: list[str], instance_id: str | None = None) -> None:
+        secret_id = new_id()
+        async with console.rt.db.write() as s:
+            s.add(VaultSecret(id=secret_id, name=name, instance_id=instance_id, scope_key=instance_id or "",
+                              type="ENV_VAR", scope=scope, version=1, created_at=now, updated_at=now,
+                              **vault.seal(secret_id, 1, value, kek)))
+
+    _, key = await console.user("VIEWER")
+    other = await console.register(key, "other-instance", provider="fly")
+    await add("SHARED_TOKEN", "global-value-1234", ["deployment"])
+    await add("OTHER_SCOPE", "not-for-deploys-1", ["ci"])
+    await add("PRIVATE_TOKEN", "someone-elses-123", ["deployment"], other["id"])
+    spy = Spy(monkeypatch, fake)
+
+    def doc(name: str, secret: str) -> str:
+        return yaml_doc(name, extra=f"secrets:\n  - name: {secret}\n    source: env\n    required: true\n")
+
+    for secret in ("OTHER_SCOPE", "PRIVATE_TOKEN"):
+        r = await post(console, key, {"yamlConfig": doc("never", secret)})
+        assert r.status_code == 422 and r.json()["message"] == f"Required secret(s) not available: {secret}"
+    r = await post(console, key, {"yamlConfig": doc("shared", "SHARED_TOKEN")})
+    assert r.status_code == 202, r.text
+    await wait_for_cli(console)
+    await run_jobs(console)
+    assert (await deployment_row(console, r.json()["id"])).status == "SUCCEEDED"
+    assert spy.envs[0]["SHARED_TOKEN"] == "global-value-1234"
+    assert "PRIVATE_TOKEN" not in spy.envs[0] and "OTHER_SCOPE" not in spy.envs[0]
