@@ -745,3 +745,29 @@ async def test_global_vault_secrets_resolve_only_with_the_deployment_scope(
     assert (await deployment_row(console, r.json()["id"])).status == "SUCCEEDED"
     assert spy.envs[0]["SHARED_TOKEN"] == "global-value-1234"
     assert "PRIVATE_TOKEN" not in spy.envs[0] and "OTHER_SCOPE" not in spy.envs[0]
+
+
+async def test_provider_credentials_fall_back_to_the_global_vault(
+        console: Any, fake: FakeSindri, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sindri_console.domains.deployments import vault
+    from sindri_console.kit.clock import utcnow
+    from sindri_console.kit.crypto import parse_key
+    from sindri_console.kit.ids import new_id
+
+    monkeypatch.delenv("FLY_API_TOKEN", raising=False)
+    kek = parse_key(console.rt.settings.SECRET_VAULT_KEY)
+    secret_id, now = new_id(), utcnow()
+    async with console.rt.db.write() as s:
+        s.add(VaultSecret(id=secret_id, name="FLY_API_TOKEN", instance_id=None, scope_key="", type="API_KEY",
+                          scope=[], version=1, created_at=now, updated_at=now,
+                          **vault.seal(secret_id, 1, "fly-token-from-vault", kek)))
+    spy = Spy(monkeypatch, fake, stdout=["using fly-token-from-vault"])
+    _, key = await console.user("VIEWER")
+    r = await post(console, key, {"yamlConfig": yaml_doc("fly-box", provider="fly")})
+    assert r.status_code == 202, r.text
+    await wait_for_cli(console)
+    await run_jobs(console)
+    row = await deployment_row(console, r.json()["id"])
+    assert row.status == "SUCCEEDED"
+    assert spy.envs[0]["FLY_API_TOKEN"] == "fly-token-from-vault"
+    assert "fly-token-from-vault" not in row.logs  # provider credentials are masked too
