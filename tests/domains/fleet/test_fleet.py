@@ -101,3 +101,11 @@ async def test_fleet_aggregates_respect_team_scope(console: Any, admin: str) -> 
 async def test_fleet_routes_need_credentials(console: Any) -> None:
     for path in ("/api/v1/fleet/stats", "/api/v1/fleet/geo"):
         assert (await console.client.get(path)).status_code == 401
+
+
+async def test_pin_lists_the_20_newest_ids(console: Any, admin: str) -> None:
+    ids = [(await console.register(admin, f"many-{i:02d}", provider="fly", region="iad"))["id"] for i in range(22)]
+    body = (await console.client.get("/api/v1/fleet/geo", headers=console.auth(admin))).json()
+    [pin] = body["data"]
+    assert pin["count"] == 22 and pin["label"] == "Ashburn, VA"
+    assert pin["instanceIds"] == list(reversed(ids))[:20]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,15 +86,16 @@ async def located_groups(session: AsyncSession, principal: Principal) -> list[An
     return list((await session.execute(stmt)).all())
 
 
-async def newest_ids_per_coordinate(session: AsyncSession, principal: Principal) -> list[Any]:
-    """Up to `PIN_INSTANCE_IDS` newest instance ids per exact coordinate (a pin merges coordinates)."""
-    rank = func.row_number().over(
-        partition_by=(Instance.geo_lat, Instance.geo_lon),
-        order_by=(Instance.created_at.desc(), Instance.id.desc()),
-    ).label("rank")
-    ranked = (select(Instance.id, Instance.geo_lat, Instance.geo_lon, Instance.created_at, rank)
-              .where(in_fleet(principal), Instance.geo_lat.is_not(None), Instance.geo_lon.is_not(None))
-              .subquery())
-    stmt = select(ranked.c.id, ranked.c.geo_lat, ranked.c.geo_lon, ranked.c.created_at).where(
-        ranked.c.rank <= PIN_INSTANCE_IDS)
-    return list((await session.execute(stmt)).all())
+async def located_newest_first(session: AsyncSession, principal: Principal) -> AsyncIterator[Any]:
+    """(id, geo_lat, geo_lon) of located fleet instances, newest first, streamed: the caller stops
+    reading as soon as every pin has its ids, so usually only a few hundred rows are fetched."""
+    stmt = (select(Instance.id, Instance.geo_lat, Instance.geo_lon)
+            .where(in_fleet(principal), Instance.geo_lat.is_not(None), Instance.geo_lon.is_not(None))
+            .order_by(Instance.created_at.desc(), Instance.id.desc())
+            .execution_options(yield_per=500))
+    result = await session.stream(stmt)
+    try:
+        async for row in result:
+            yield row
+    finally:
+        await result.close()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sindri_console.domains.fleet import repository as repo
@@ -58,7 +58,7 @@ class _Pin:
     region_labels: dict[str, Counter[str]] = field(default_factory=dict)
     providers: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
-    newest: list[tuple[datetime, str]] = field(default_factory=list)
+    newest: list[str] = field(default_factory=list)  # instance ids, newest first
 
     def to_wire(self) -> dict[str, Any]:
         region = _most_frequent(self.regions)
@@ -71,7 +71,7 @@ class _Pin:
             "provider": _most_frequent(self.providers),
             "count": self.count,
             "byStatus": {st: n for st, n in sorted(self.statuses.items()) if n},
-            "instanceIds": [i for _, i in sorted(self.newest, reverse=True)[:repo.PIN_INSTANCE_IDS]],
+            "instanceIds": list(self.newest),
         }
 
 
@@ -84,8 +84,26 @@ async def fleet_geo(rt: Runtime, principal: Principal) -> dict[str, Any]:
     now = utcnow()
     async with rt.db.read() as s:
         groups = await repo.located_groups(s, principal)
-        newest = await repo.newest_ids_per_coordinate(s, principal)
         unlocated = await repo.count_unlocated(s, principal)
+        pins = _pins(groups)
+        missing = sum(min(p.count, repo.PIN_INSTANCE_IDS) for p in pins.values())
+        keys: dict[tuple[float, float], tuple[float, float]] = {}
+        if missing:
+            async with contextlib.aclosing(repo.located_newest_first(s, principal)) as rows:
+                async for instance_id, lat, lon in rows:
+                    key = keys.get((lat, lon)) or keys.setdefault((lat, lon), _key(lat, lon))
+                    pin = pins.get(key)
+                    if pin is None or len(pin.newest) >= repo.PIN_INSTANCE_IDS:
+                        continue
+                    pin.newest.append(instance_id)
+                    missing -= 1
+                    if missing == 0:
+                        break
+    data = sorted((p.to_wire() for p in pins.values()), key=lambda d: (-d["count"], d["label"]))
+    return {"data": data, "unlocated": unlocated, "updatedAt": to_iso(now)}
+
+
+def _pins(groups: list[Any]) -> dict[tuple[float, float], _Pin]:
     pins: dict[tuple[float, float], _Pin] = {}
     for lat, lon, region, provider, label, status, n in groups:
         key = _key(lat, lon)
@@ -100,7 +118,4 @@ async def fleet_geo(rt: Runtime, principal: Principal) -> dict[str, Any]:
             pin.regions[region] += n
             if label:
                 pin.region_labels.setdefault(region, Counter())[label] += n
-    for instance_id, lat, lon, created_at in newest:
-        pins[_key(lat, lon)].newest.append((created_at, instance_id))
-    data = sorted((p.to_wire() for p in pins.values()), key=lambda d: (-d["count"], d["label"]))
-    return {"data": data, "unlocated": unlocated, "updatedAt": to_iso(now)}
+    return pins
