@@ -339,8 +339,16 @@ def _rollup_parts(r: Any) -> list[ColumnElement[Any]]:
     ]
 
 
+def _restrict(stmt: Select[Any], src: Any, instances: str | ColumnElement[bool]) -> Select[Any]:
+    """One instance by id, or the instances matching a condition on `Instance` (joined: on SQLite a join
+    walks the instance index and probes the metric table's key, faster than an IN list of ids)."""
+    if isinstance(instances, str):
+        return stmt.where(src.instance_id == instances)
+    return stmt.join(Instance, Instance.id == src.instance_id).where(instances)
+
+
 def _segment_select(seg: Segment, dialect: Dialect, step_ms: int | None,
-                    instances: ColumnElement[bool] | Select[Any]) -> Select[Any]:
+                    instances: str | ColumnElement[bool]) -> Select[Any]:
     if seg.tier == "raw":
         src: Any = MetricPoint
         ts = MetricPoint.ts_ms
@@ -350,9 +358,8 @@ def _segment_select(seg: Segment, dialect: Dialect, step_ms: int | None,
         ts = src.bucket_ms
         parts = _rollup_parts(src)
     bucket = dialect.time_bucket(ts, step_ms) if step_ms else _i(literal(0))
-    inst_cond = (src.instance_id == instances) if isinstance(instances, str) else src.instance_id.in_(instances)
-    stmt = select(src.instance_id.label("instance_id"), bucket.label("bucket_ms"), *parts).where(
-        inst_cond, ts >= seg.lo_ms, ts < seg.hi_ms)
+    stmt = _restrict(select(src.instance_id.label("instance_id"), bucket.label("bucket_ms"), *parts), src,
+                     instances).where(ts >= seg.lo_ms, ts < seg.hi_ms)
     return stmt.group_by(src.instance_id, bucket) if step_ms else stmt.group_by(src.instance_id)
 
 
@@ -360,7 +367,6 @@ def _direct_select(seg: Segment, instances: Any) -> Select[Any]:
     """Partial-aggregate columns straight from rollup rows whose step is the bucket step: one row per
     (instance, bucket) already, so no grouping (the expensive part of a fleet series)."""
     r = ROLLUP_MODELS[seg.tier]
-    inst_cond = (r.instance_id == instances) if isinstance(instances, str) else r.instance_id.in_(instances)
 
     def weighted(short: str) -> ColumnElement[float]:
         return _f(getattr(r, f"{short}_avg") * getattr(r, f"{short}_n"))
@@ -387,8 +393,8 @@ def _direct_select(seg: Segment, instances: Any) -> Select[Any]:
         _i(r.bucket_ms).label("first_ms"),
         _i(r.bucket_ms).label("last_ms"),
     ]
-    return select(r.instance_id.label("instance_id"), _i(r.bucket_ms).label("bucket_ms"), *cols).where(
-        inst_cond, r.bucket_ms >= seg.lo_ms, r.bucket_ms < seg.hi_ms)
+    return _restrict(select(r.instance_id.label("instance_id"), _i(r.bucket_ms).label("bucket_ms"), *cols), r,
+                     instances).where(r.bucket_ms >= seg.lo_ms, r.bucket_ms < seg.hi_ms)
 
 
 def _is_direct(seg: Segment, step_ms: int | None) -> bool:
@@ -400,7 +406,7 @@ def per_instance_buckets(segments: list[Segment], dialect: Dialect, step_ms: int
                          instances: Any) -> Any:
     """Partial aggregates, one row per (instance, bucket), over the segments; None when nothing to read.
 
-    `instances` is one instance id or a select of ids; `step_ms` None groups per instance only.
+    `instances` is one instance id or a condition on `Instance`; `step_ms` None groups per instance only.
     Segments read from a rollup of exactly the bucket step and aligned to it are taken row by row;
     the others (finer tables, the unaligned tail) are grouped, and merged when a bucket spans two of
     them. Aligned segments never share a bucket with the rest, so every (instance, bucket) is one row.

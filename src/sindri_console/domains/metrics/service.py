@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic.alias_generators import to_camel
-from sqlalchemy import Select, and_, select
+from sqlalchemy import ColumnElement, Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.domains.instances.geo import round_half_away
@@ -54,9 +54,13 @@ def tiers_for(step_ms: int) -> tuple[str, ...]:
     return ("raw",)
 
 
+def in_fleet(principal: Principal) -> ColumnElement[bool]:
+    """The live instances in the caller's scope (fleet reads), as a condition on `Instance`."""
+    return and_(Instance.status.in_(LIVE_STATUSES), visible_instances(principal))
+
+
 def scope_ids(principal: Principal) -> Select[Any]:
-    """Ids of the live instances in the caller's scope (fleet reads)."""
-    return select(Instance.id).where(Instance.status.in_(LIVE_STATUSES), visible_instances(principal))
+    return select(Instance.id).where(in_fleet(principal))
 
 
 async def resolve_instance(session: AsyncSession, principal: Principal, instance_id: str | None) -> str | None:
@@ -131,7 +135,7 @@ async def bucket_series(rt: Runtime, session: AsyncSession, principal: Principal
     marks = await repo.read_watermarks(session)
     segments = repo.plan_segments(tiers_for(step_ms), first_ms, end_ms, marks)
     fleet = instance_id is None
-    instances: Any = instance_id if instance_id is not None else scope_ids(principal)
+    instances: Any = instance_id if instance_id is not None else in_fleet(principal)
     per_instance = repo.per_instance_buckets(segments, rt.db.dialect, step_ms, instances)
     found: dict[int, dict[str, Any]] = {}
     if per_instance is not None:
@@ -296,7 +300,7 @@ async def aggregate(rt: Runtime, principal: Principal, from_ms: int, to_ms: int,
         marks = await repo.read_watermarks(s)
         # `to` is inclusive; segments are half-open
         segments = repo.plan_segments(tiers, from_ms, to_ms + 1, marks)
-        instances: Any = inst if inst is not None else scope_ids(principal)
+        instances: Any = inst if inst is not None else in_fleet(principal)
         stmt = repo.per_instance_buckets(segments, rt.db.dialect, None, instances)
         rows = [r for r in (await s.execute(stmt)).all() if r.n] if stmt is not None else []
         names = await repo.instance_names(s, [r.instance_id for r in rows])
@@ -341,6 +345,5 @@ async def latest(rt: Runtime, principal: Principal, ids: list[str] | None) -> di
     """§9.5: the one-row-per-instance latest table, for live in-scope instances."""
     stale_before = clock.now_ms() - rt.settings.METRICS_STALE_SECONDS * 1000
     async with rt.db.read() as s:
-        in_scope = and_(Instance.status.in_(LIVE_STATUSES), visible_instances(principal))
-        rows = await repo.latest_rows(s, in_scope, ids, LATEST_MAX_ROWS)
+        rows = await repo.latest_rows(s, in_fleet(principal), ids, LATEST_MAX_ROWS)
     return {"data": [latest_to_wire(r, stale_before) for r in rows]}
