@@ -375,7 +375,12 @@ class AgentSocket:
                 raise CloseSocket(1009, "Frame too large")
             self.frames_in += 1
             self.bytes_in += size
-            await self.on_text(text)
+            try:
+                await self.on_text(text)
+            except ConnectionError:
+                # the peer is going away while we answered (e.g. its close crossed our welcome): the next
+                # receive returns its close frame with the real code
+                continue
 
     def _rate_ok(self, frame_type: str | None) -> bool:
         """6000 non-terminal frames a minute per connection; beyond 12 000 the socket is closed."""
