@@ -185,44 +185,55 @@ def close_reason_word(code: int, by_server: bool) -> str:
     return "closed"
 
 
-async def close(rt: Runtime, conn: AgentSocket, code: int, reason: str, *, by_server: bool) -> None:
-    """§3.5 on close: connection row, AgentState (if still ours), audit and event DISCONNECT, row 19."""
+@dataclass
+class Closing:
+    conn: AgentSocket
+    code: int
+    reason: str
+    by_server: bool
+
+
+async def close_many(session: AsyncSession, rt: Runtime, closings: list[Closing]) -> None:
+    """§3.5 on close, for a batch of sockets in the caller's transaction: connection row, AgentState (only
+    while it still points at the closing connection), audit and event DISCONNECT, 10-core §6.2 row 19."""
     now = utcnow()
-    iid = conn.instance_id
-    assert iid is not None
-    async with rt.db.write() as s:
-        await repo.close_connection_row(s, conn.connection_id, {
+    for item in closings:
+        conn, code, reason = item.conn, item.code, item.reason
+        iid = conn.instance_id
+        assert iid is not None
+        await repo.close_connection_row(session, conn.connection_id, {
             "disconnected_at": now, "close_code": code, "close_reason": (reason or "")[:123] or None,
             **conn.counter_values()})
-        is_current = await repo.mark_disconnected(s, iid, conn.connection_id, now)
+        is_current = await repo.mark_disconnected(session, iid, conn.connection_id, now)
         dropped = conn.take_dropped()
         if dropped:
-            await s.execute(update(AgentState).where(AgentState.instance_id == iid)
-                            .values(frames_dropped=AgentState.frames_dropped + dropped))
-        graceful = (code == 1000 and not by_server and is_current
-                    and not await repo.other_open_connection(s, iid, conn.connection_id))
+            await repo.add_dropped(session, iid, dropped)
+        graceful = (code == 1000 and not item.by_server and is_current
+                    and not await repo.other_open_connection(session, iid, conn.connection_id))
         meta: dict[str, Any] = {"connectionId": conn.connection_id, "closeCode": code,
-                                "reason": close_reason_word(code, by_server), "graceful": False}
+                                "reason": close_reason_word(code, item.by_server), "graceful": False}
         moved = None
         if graceful:
             meta["graceful"] = True
             moved = await transition(
-                s, iid, allowed_from=("RUNNING", "UNREACHABLE"), to="STOPPED", reason="Agent closed its connection",
-                bus_reason="agent_disconnect", event_type="DISCONNECT", event_message="Agent disconnected",
-                event_metadata=meta, actor_kind="AGENT", now=now)
+                session, iid, allowed_from=("RUNNING", "UNREACHABLE"), to="STOPPED",
+                reason="Agent closed its connection", bus_reason="agent_disconnect", event_type="DISCONNECT",
+                event_message="Agent disconnected", event_metadata=meta, actor_kind="AGENT", now=now)
             if moved is None:
                 meta["graceful"] = False
         if moved is None:
-            write_event(s, iid, "DISCONNECT", "Agent disconnected", meta, actor_kind="AGENT",
+            write_event(session, iid, "DISCONNECT", "Agent disconnected", meta, actor_kind="AGENT",
                         ts_ms=int(now.timestamp() * 1000))
-        team_id = await s.scalar(select(Instance.team_id).where(Instance.id == iid))
-        await write_audit(s, _principal(conn), "DISCONNECT", "agent_connection", conn.connection_id, {
+        team_id = await session.scalar(select(Instance.team_id).where(Instance.id == iid))
+        set_context(conn.context)
+        await write_audit(session, _principal(conn), "DISCONNECT", "agent_connection", conn.connection_id, {
             "instanceId": iid, "closeCode": code, "closeReason": reason,
             "durationSeconds": round((now - conn.connected_at).total_seconds(), 3),
         }, team_id=team_id, actor_kind="AGENT")
-        publish_after_commit(s, f"instance.{iid}.agent", {
+        publish_after_commit(session, f"instance.{iid}.agent", {
             "instanceId": iid, "connectionId": conn.connection_id, "connected": not is_current,
             "closeCode": code})
+    set_context(RequestContext())
 
 
 async def flush_counters(rt: Runtime, conns: list[AgentSocket]) -> None:

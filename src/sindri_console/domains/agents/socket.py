@@ -327,7 +327,9 @@ class AgentSocket:
                 self.hub.detach(self)
                 await self._wait_pending()
                 try:
-                    await asyncio.shield(service.close(self.rt, self, code, reason, by_server=by_server))
+                    closing = service.Closing(self, code, reason, by_server)
+                    await asyncio.shield(self.hub.writer.submit(Job(self, "close", utcnow(),
+                                                                    extra={"closing": closing}), wait=True))
                 except Exception as exc:
                     log.warning("agent_close_failed", connection_id=self.connection_id, error=type(exc).__name__)
 

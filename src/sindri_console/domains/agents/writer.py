@@ -17,7 +17,13 @@ import structlog
 from sindri_console.db.engine import publish_after_commit
 from sindri_console.domains.agents import repository as repo
 from sindri_console.domains.agents.ingest import HeartbeatValues, heartbeat_push, metrics_push
-from sindri_console.domains.agents.service import Contact, heartbeat_values, identify_many, record_contact
+from sindri_console.domains.agents.service import (
+    Contact,
+    close_many,
+    heartbeat_values,
+    identify_many,
+    record_contact,
+)
 from sindri_console.domains.metrics.ingest import MetricSample, store_samples
 from sindri_console.kit.clock import ms_to_iso, to_iso, utcnow
 
@@ -36,7 +42,7 @@ SLOW_BATCH_SECONDS = 0.5
 @dataclass
 class Job:
     conn: AgentSocket
-    kind: str  # "identify" | "heartbeat" | "metrics" | "contact"
+    kind: str  # "identify" | "heartbeat" | "metrics" | "contact" | "close"
     received: datetime
     heartbeat: HeartbeatValues | None = None
     sample: MetricSample | None = None
@@ -163,7 +169,7 @@ class IngestWriter:
             heartbeats: list[dict[str, Any]] = []
             for i, job in enumerate(batch):
                 iid = job.conn.instance_id
-                if job.kind == "identify" or iid is None:
+                if job.kind in ("identify", "close") or iid is None:
                     continue
                 if job.frame_id:
                     key = (iid, job.frame_id)
@@ -200,5 +206,10 @@ class IngestWriter:
                 await record_contact(s, rt, contacts)
             lap("contact")
             await repo.insert_receipts(s, rt.db.dialect, fresh_keys, utcnow())
+            # closes last: frames that arrived before a close are applied before it
+            closings = [j.extra["closing"] for j in batch if j.kind == "close"]
+            if closings:
+                await close_many(s, rt, closings)
+            lap("close")
         lap("commit")
         return results
