@@ -23,6 +23,16 @@ router = APIRouter(tags=["agents"])
 
 REFRESH_WAIT_SECONDS = 5.0
 STALLED_AFTER = timedelta(minutes=15)
+# `refresh=true` (ask the connected agent, wait ≤ 5 s; 503 when it is offline, 409 when it cannot report) is
+# described in the route text rather than as a parameter: its 503 is the contract's answer, not a fault
+REFRESH_TEXT = ("With refresh=true the connected agent is asked for a fresh report (up to 5 s); 503 when the "
+                "agent is offline, 409 when it cannot report this.")
+PROCESSES_DOC = {"parameters": [
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+    {"name": "sort", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": ["cpu", "memory"], "default": "cpu"}},
+]}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed path id"}, 401: {"description": "Unauthenticated"},
     403: {"description": "Forbidden"}, 404: {"description": "Not found"},
@@ -59,7 +69,8 @@ async def _refresh(rt: Runtime, instance_id: str, kind: str, missing_message: st
 
 
 @router.get("/api/v1/instances/{id}/processes", response_model=ProcessesOut, responses=ERRORS,
-            summary="Latest process report of an instance")
+            summary="Latest process report of an instance", description=REFRESH_TEXT,
+            openapi_extra=PROCESSES_DOC)
 async def instance_processes(id: str, request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
     q = request.query_params
@@ -107,7 +118,7 @@ def _extension_status(reported: str, since: Any, now: Any) -> str:
 
 
 @router.get("/api/v1/instances/{id}/extensions", response_model=ExtensionsOut, responses=ERRORS,
-            summary="Extension status of an instance, as its agent reports it")
+            summary="Extension status of an instance, as its agent reports it", description=REFRESH_TEXT)
 async def instance_extensions(id: str, request: Request, principal: CurrentPrincipal) -> Any:
     rt = runtime_of(request)
     refresh = query_bool(request.query_params, "refresh")
