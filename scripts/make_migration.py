@@ -1,8 +1,7 @@
 """Autogenerate a migration from the models: `python scripts/make_migration.py <rev_id> "<message>"`.
 
-The new revision branches from `0001_core` (every domain keeps its own revision; the chain is
-applied with `upgrade heads`). Review the file: expression indexes, FTS/trigram objects and
-dialect-guarded blocks must be written by hand.
+The new revision follows the current head (one linear chain). Review the file: expression indexes,
+FTS/trigram objects and dialect-guarded blocks must be written by hand.
 """
 
 from __future__ import annotations
@@ -13,13 +12,15 @@ import tempfile
 from pathlib import Path
 
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from sindri_console.db.migrate import _with_connection, alembic_config, upgrade
 
 
 def main() -> None:
     rev_id, message = sys.argv[1], sys.argv[2]
-    parent = sys.argv[3] if len(sys.argv) > 3 else "0001_core"
+    (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
+    parent = sys.argv[3] if len(sys.argv) > 3 else head
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'gen.db'}"
         asyncio.run(upgrade(url))

@@ -1,7 +1,7 @@
 """agents: reports, extension status, frame receipts, llm usage
 
 Revision ID: 0003_agents
-Revises: 0001_core
+Revises: 0002_metrics
 Create Date: 2026-11-28 15:55:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 import sindri_console.db.base
 
 revision = '0003_agents'
-down_revision = '0001_core'
+down_revision = '0002_metrics'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """lifecycle jobs and backups
 
 Revision ID: 0004_lifecycle
-Revises: 0001_core
+Revises: 0003_agents
 Create Date: 2026-11-28 15:34:00.180034
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sindri_console.db.base
 from sqlalchemy.dialects import postgresql
 
 revision = '0004_lifecycle'
-down_revision = '0001_core'
+down_revision = '0003_agents'
 branch_labels = None
 depends_on = None
 

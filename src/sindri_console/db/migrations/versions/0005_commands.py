@@ -1,7 +1,7 @@
 """command executions
 
 Revision ID: 0005_commands
-Revises: 0001_core
+Revises: 0004_lifecycle
 Create Date: 2026-11-28 15:33:50.084170
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sindri_console.db.base
 from sqlalchemy.dialects import postgresql
 
 revision = '0005_commands'
-down_revision = '0001_core'
+down_revision = '0004_lifecycle'
 branch_labels = None
 depends_on = None
 

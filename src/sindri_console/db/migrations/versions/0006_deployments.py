@@ -1,7 +1,7 @@
 """deployments, templates and the secrets vault table
 
 Revision ID: 0006_deployments
-Revises: 0001_core
+Revises: 0005_commands
 Create Date: 2026-11-28 15:34:22.155851
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 import sindri_console.db.base
 
 revision = '0006_deployments'
-down_revision = '0001_core'
+down_revision = '0005_commands'
 branch_labels = None
 depends_on = None
 

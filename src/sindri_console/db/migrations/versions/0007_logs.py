@@ -1,7 +1,7 @@
 """log entries and their substring-search index (10-core §11.3)
 
 Revision ID: 0007_logs
-Revises: 0001_core
+Revises: 0006_deployments
 Create Date: 2026-11-28 15:33:35.796055
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sindri_console.db.base
 from sqlalchemy.dialects import postgresql
 
 revision = '0007_logs'
-down_revision = '0001_core'
+down_revision = '0006_deployments'
 branch_labels = None
 depends_on = None
 
