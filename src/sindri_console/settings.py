@@ -241,6 +241,9 @@ def validate(s: Settings) -> None:
         raise SettingsError("DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
     if s.REDIS_URL and not s.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if s.WORKERS > 1 and not s.REDIS_URL:
+        raise SettingsError("WORKERS above 1 needs REDIS_URL: worker processes share streams, tickets and "
+                            "agent routing through Redis")
     for name in ("HOST",):
         if not getattr(s, name):
             raise SettingsError(f"{name} must not be empty")
