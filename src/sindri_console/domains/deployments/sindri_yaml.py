@@ -27,6 +27,8 @@ from yaml.events import (
     StreamEndEvent,
 )
 
+from sindri_console.kit.providers import PROVIDER_ALIASES as _PROVIDER_ALIASES
+
 MAX_YAML_BYTES = 65_536
 MAX_DEPTH = 32
 
@@ -44,21 +46,8 @@ DEPLOYMENT_PROVIDERS: tuple[str, ...] = (
     "northflank",
 )
 
-# 40-agent-protocol §2.3, plus the sindri spelling `docker-compose` (§7.1).
-PROVIDER_ALIASES: Mapping[str, str] = {
-    "k8s": "kubernetes",
-    "kube": "kubernetes",
-    "do": "digitalocean",
-    "gce": "gcp",
-    "google": "gcp",
-    "gcloud": "gcp",
-    "ec2": "aws",
-    "amazon": "aws",
-    "fly.io": "fly",
-    "flyio": "fly",
-    "az": "azure",
-    "docker-compose": "docker",
-}
+# 40-agent-protocol §2.3 aliases plus `docker-compose` (§7.1): the product-wide table
+PROVIDER_ALIASES: Mapping[str, str] = _PROVIDER_ALIASES
 
 BUILTIN_PROFILES: tuple[str, ...] = (
     "minimal",
