@@ -4,8 +4,8 @@ Revision ID: 0003_agents
 Revises: 0002_metrics
 Create Date: 2026-11-28 15:55:00
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import sindri_console.db.base
