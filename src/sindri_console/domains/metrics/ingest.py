@@ -78,15 +78,15 @@ async def store_samples(session: AsyncSession, dialect: Dialect, samples: list[M
             newest[s.instance_id] = s
     lt = MetricLatest.__table__
     now = utcnow()
-    for s in newest.values():
-        row = {**s.row(), "updated_at": now}
-        up = dialect.insert(lt).values(row)
-        up = up.on_conflict_do_update(
-            index_elements=[lt.c.instance_id],
-            set_={k: up.excluded[k] for k in row if k != "instance_id"},
-            where=lt.c.ts_ms < up.excluded.ts_ms,
-        )
-        await session.execute(up)
+    # one multi-row upsert: `newest` holds one row per instance, so no row is touched twice
+    rows = [{**s.row(), "updated_at": now} for s in newest.values()]
+    up = dialect.insert(lt).values(rows)
+    up = up.on_conflict_do_update(
+        index_elements=[lt.c.instance_id],
+        set_={k: up.excluded[k] for k in rows[0] if k != "instance_id"},
+        where=lt.c.ts_ms < up.excluded.ts_ms,
+    )
+    await session.execute(up)
     # shared row lock: a concurrent rollup (which locks the row for update) either sees this point
     # or advances the watermark before we read it, so a late point is never lost (rollup.py)
     watermark = await session.scalar(
