@@ -20,7 +20,7 @@ import websockets
 from tests.e2e.server import Server, fresh_database, start_server
 
 AGENT_KEY = "e2e-agent-socket-bootstrap-key-0123456789"
-FIXTURES = Path("/work/shared/fixtures/agent-wire")
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "agent-wire"
 FILES = ("wire-v1.1.0-full.jsonl", "wire-termfix-full.jsonl", "wire-v1.1.0-ping.jsonl",
          "wire-v1.1.0-registration-retry.jsonl")
 

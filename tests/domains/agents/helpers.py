@@ -13,7 +13,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-FIXTURES = Path("/work/shared/fixtures/agent-wire")
+FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "agent-wire"
 if not FIXTURES.exists():  # the repository copy, when the shared folder is not mounted
     FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "agent-wire"
 
