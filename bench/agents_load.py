@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import Server, fresh_database, start_server  # noqa: E402
 
 from sindri_console.kit.clock import utcnow  # noqa: E402
@@ -54,11 +55,6 @@ from sindri_console.models.instance import Heartbeat, Instance  # noqa: E402
 from sindri_console.models.metrics import MetricPoint  # noqa: E402
 
 AGENT_KEY = "bench-agents-bootstrap-key-0123456789abcdef"
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
 def rss_mb(pid: int) -> float:

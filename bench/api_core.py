@@ -21,20 +21,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
+from tests.e2e.server import fresh_database, start_server  # noqa: E402
+
 from sindri_console.db.engine import Database  # noqa: E402
 from sindri_console.kit.auth import Authenticator  # noqa: E402
 from sindri_console.kit.ids import new_id  # noqa: E402
 from sindri_console.models.instance import Instance  # noqa: E402
-from tests.e2e.server import fresh_database, start_server  # noqa: E402
 
 PROVIDERS = ["fly", "docker", "kubernetes", "aws", "gcp"]
 REGIONS = ["sea", "iad", "fra", "ams", "local"]
 STATUSES = ["RUNNING", "RUNNING", "RUNNING", "SUSPENDED", "UNREACHABLE", "STOPPED"]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 async def seed(url: str, n: int) -> None:

@@ -33,17 +33,13 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import Server, fresh_database, start_server  # noqa: E402
 
 AGENT_KEY = "bench-bootstrap-agent-key-0123456789abcdef"
 IDENTITY = "bench-fanout-agent"
 DEADLINE_SECONDS = 300
 TS_KEY = '"timestamp":"'
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:

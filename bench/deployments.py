@@ -26,6 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import fresh_database, start_server  # noqa: E402
 from tests.fakes.fake_sindri import FakeSindri  # noqa: E402
 
@@ -36,11 +37,6 @@ from sindri_console.models.instance import Instance  # noqa: E402
 
 YAML = 'version: "3.0"\nname: {name}\ndeployment:\n  provider: docker\nextensions:\n  active: [git, zsh]\n'
 STATUSES = ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "FAILED"]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def report(label: str, values: list[float]) -> None:

@@ -27,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import fresh_database, start_server  # noqa: E402
 
 from sindri_console.db.migrate import upgrade  # noqa: E402
@@ -40,11 +41,6 @@ WORDS = ("request", "served", "user", "cache", "miss", "hit", "upstream", "timeo
          "closed", "handler", "GET", "POST", "/api/v1/items", "/healthz", "status=200", "status=500", "ms")
 LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "WARN", "ERROR")
 SOURCES = ("APP", "APP", "AGENT", "SYSTEM", "BUILD", "EXTENSION")
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def messages(n: int, seed: int = 7) -> list[str]:

@@ -24,6 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import fresh_database, start_server  # noqa: E402
 
 from sindri_console.db.migrate import upgrade  # noqa: E402
@@ -40,11 +41,6 @@ SQLITE_TRIGGERS = {
     "log_entry_fts_ai": "CREATE TRIGGER log_entry_fts_ai AFTER INSERT ON log_entry BEGIN "
                         "INSERT INTO log_entry_fts(rowid, message) VALUES (new.seq, new.message); END",
 }
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def rows(n: int, instance_ids: list[str]) -> list[tuple[object, ...]]:

@@ -22,15 +22,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import fresh_database, start_server  # noqa: E402
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 SENT_AT = re.compile(r'"sentAt":([0-9.]+)')
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 async def run(base: str, key: str, clients: int, rate: int, seconds: float) -> None:

@@ -30,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import pct  # noqa: E402
 from tests.e2e.server import fresh_database, start_server  # noqa: E402
 
 from sindri_console.db.engine import Database  # noqa: E402
@@ -47,11 +48,6 @@ REGIONS = ["sea", "iad", "fra", "ams", "lhr", "nrt", "syd", "gru", "sin", "ord",
 PROVIDERS = ["fly", "docker", "kubernetes", "aws", "gcp"]
 STATUSES = ["RUNNING", "RUNNING", "RUNNING", "SUSPENDED", "UNREACHABLE", "STOPPED", "ERROR"]
 CHUNK = 5000
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def report(label: str, values: list[float]) -> None:
