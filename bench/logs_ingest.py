@@ -68,8 +68,11 @@ async def seed_instance(url: str) -> str:
     return iid
 
 
-async def ceiling(url: str, iid: str, msgs: list[str]) -> float:
-    """Entries per second straight into the migrated table, one transaction per 1000."""
+async def ceiling(url: str, iid: str, msgs: list[str], *, multirow: bool = False) -> float:
+    """Entries per second straight into the migrated table, one transaction per 1000.
+
+    `multirow` (SQLite only): one INSERT statement of 1000 rows instead of `executemany`, the path
+    the console itself takes; reported beside the issue's executemany ceiling."""
     now_ms = int(time.time() * 1000)
     rows = [(new_id(), iid, LEVELS[i % 6], SOURCES[i % 6], m, None, None, None, now_ms - i, now_ms)
             for i, m in enumerate(msgs)]
@@ -83,8 +86,14 @@ async def ceiling(url: str, iid: str, msgs: list[str]) -> float:
         sql = f"INSERT INTO log_entry ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         t0 = time.perf_counter()
         for start in range(0, len(rows), BATCH):
+            chunk = rows[start:start + BATCH]
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, rows[start:start + BATCH])
+            if multirow:
+                marks = "(" + ", ".join("?" * len(cols)) + ")"
+                conn.execute(sql.split(" VALUES ")[0] + " VALUES " + ", ".join([marks] * len(chunk)),
+                             [v for row in chunk for v in row])
+            else:
+                conn.executemany(sql, chunk)
             conn.execute("COMMIT")
         elapsed = time.perf_counter() - t0
         conn.close()
@@ -163,9 +172,14 @@ def main() -> None:
     api_rates: list[float] = []
     latencies: list[float] = []
     # the two paths alternate round by round so both see the same machine load and table growth
-    with fresh_database(tmp) as bare_url, fresh_database(tmp) as api_url:
+    multirow_rates: list[float] = []
+    with fresh_database(tmp) as bare_url, fresh_database(tmp) as api_url, fresh_database(tmp) as multi_url:
         asyncio.run(upgrade(bare_url))
         bare_iid = asyncio.run(seed_instance(bare_url))
+        multi_iid = ""
+        if args.database == "sqlite":
+            asyncio.run(upgrade(multi_url))
+            multi_iid = asyncio.run(seed_instance(multi_url))
         asyncio.run(upgrade(api_url))
         server = start_server(tmp, api_url, extra_env={"SINDRI_CONSOLE_API_KEY": BOOTSTRAP, "LOG_LEVEL": "warn"})
         try:
@@ -173,6 +187,8 @@ def main() -> None:
             for r in range(args.rounds):
                 chunk = msgs[r * per_round:(r + 1) * per_round]
                 bare_rates.append(asyncio.run(ceiling(bare_url, bare_iid, chunk)))
+                if multi_iid:
+                    multirow_rates.append(asyncio.run(ceiling(multi_url, multi_iid, chunk, multirow=True)))
                 rate, lat = asyncio.run(through_api(server.url, api_iid, chunk, args.clients))
                 api_rates.append(rate)
                 latencies += lat
@@ -188,6 +204,11 @@ def main() -> None:
     print("API POST /logs/ingest/batch per round:   " + ", ".join(f"{x:,.0f}" for x in api_rates))
     print(f"median: ceiling {bare:,.0f} entries/s, API {api:,.0f} entries/s, ratio {api / bare:.1%}")
     print("per-round ratios: " + ", ".join(f"{a / b:.1%}" for a, b in zip(api_rates, bare_rates, strict=True)))
+    if multirow_rates:
+        multi = statistics.median(multirow_rates)
+        print("bare multi-row INSERT (1000 rows per statement, the console's path) per round: "
+              + ", ".join(f"{x:,.0f}" for x in multirow_rates))
+        print(f"median: bare multi-row {multi:,.0f} entries/s, API / bare multi-row {api / multi:.1%}")
     print(f"batch latency ms ({args.clients} concurrent): p50={pct(latencies, 50):.1f} "
           f"p95={pct(latencies, 95):.1f} p99={pct(latencies, 99):.1f}")
     print(f"batch latency ms (1 client, 10 batches): p50={pct(single, 50):.1f} p95={pct(single, 95):.1f}")
