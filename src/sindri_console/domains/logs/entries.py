@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
 from sindri_console.db.engine import publish_after_commit
-from sindri_console.kit.ids import new_id
+from sindri_console.kit.ids import new_ids
 
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 SOURCES = ("AGENT", "EXTENSION", "BUILD", "APP", "SYSTEM")
@@ -152,8 +152,10 @@ class PreparedEntries:
         self.instance_ids: list[str] = []
         self.tails: list[tuple[Any, ...]] = []
         self.wires: list[dict[str, Any]] = []
-        for p in pending:
-            entry_id = new_id()
+        self.extend(pending)
+
+    def extend(self, pending: Sequence[PendingEntry]) -> None:
+        for p, entry_id in zip(pending, new_ids(len(pending)), strict=True):
             self.instance_ids.append(p.instance_id)
             self.tails.append((entry_id, p.instance_id, p.level, p.source, p.message, p.metadata_json,
                                p.deployment_id, p.path, p.ts_ms, p.received_ms))
