@@ -271,13 +271,17 @@ async def run(server: Server, database_url: str, args: Any) -> dict[str, Any]:
     hb_sent = sum(o["hb"] for o in outs)
     m_sent = sum(o["metrics"] for o in outs)
     hb_rows, metric_rows = await count_rows(database_url)
-    drain_started = time.monotonic()
-    while (hb_rows, metric_rows) != (hb_sent, m_sent) and time.monotonic() - drain_started < 60:
-        await asyncio.sleep(2)
+    # the writer may still be committing the closes of every socket at once: wait until the rows match,
+    # or until they stop changing for 15 s (at most 120 s)
+    drain_started = last_change = time.monotonic()
+    while (hb_rows, metric_rows) != (hb_sent, m_sent) and time.monotonic() - drain_started < 120:
+        await asyncio.sleep(1)
         counts = await count_rows(database_url)
-        if counts == (hb_rows, metric_rows):
+        if counts != (hb_rows, metric_rows):
+            hb_rows, metric_rows = counts
+            last_change = time.monotonic()
+        elif time.monotonic() - last_change >= 15:
             break
-        hb_rows, metric_rows = counts
     latencies = []
     never = 0
     for o in outs:

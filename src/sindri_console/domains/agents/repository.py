@@ -75,9 +75,10 @@ async def insert_receipts(session: AsyncSession, dialect: Dialect, keys: list[tu
     if not keys:
         return
     table = AgentFrameReceipt.__table__
+    # executemany, not `.values([...])`: compiled once, not once per batch size
     await session.execute(
-        dialect.insert(table).values([{"instance_id": i, "frame_id": f, "received_at": now} for i, f in keys])
-        .on_conflict_do_nothing(index_elements=[table.c.instance_id, table.c.frame_id]))
+        dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.instance_id, table.c.frame_id]),
+        [{"instance_id": i, "frame_id": f, "received_at": now} for i, f in keys])
 
 
 async def upsert_report(session: AsyncSession, dialect: Dialect, row: dict[str, Any]) -> None:
@@ -109,8 +110,8 @@ async def insert_llm_usage(session: AsyncSession, dialect: Dialect, rows: list[d
     if not rows:
         return set()
     table = LlmUsage.__table__
-    stmt = dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.dedupe_key])
-    res = await session.execute(stmt.returning(table.c.dedupe_key))
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[table.c.dedupe_key])
+    res = await session.execute(stmt.returning(table.c.dedupe_key), rows)
     return {r[0] for r in res}
 
 

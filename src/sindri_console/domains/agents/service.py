@@ -425,10 +425,10 @@ async def store_event(session: AsyncSession, instance_id: str, ev: AgentEvent) -
     from sindri_console.domains.logs.service import LogLine, insert_entries
 
     level = "ERROR" if ("ERROR" in ev.event_type or "FAIL" in ev.event_type) else "INFO"
-    entries = await insert_entries(session, [LogLine(
+    # insert_entries publishes the entry to `instance.<id>.logs` after the commit
+    await insert_entries(session, [LogLine(
         instance_id=instance_id, message=f"{ev.event_type}: {ev.message}", level=level, source="AGENT",
         metadata={"eventType": ev.event_type, **ev.metadata}, timestamp=ts_ms)])
-    publish_after_commit(session, f"instance.{instance_id}.logs", {"instanceId": instance_id, "entries": entries})
     return "log"
 
 
