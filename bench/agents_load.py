@@ -1,6 +1,6 @@
 """Agent socket load (issue 3, 40 §15): N concurrent simulated draupnir agents against one replica.
 
-Usage:  python bench/agents_load.py [--database sqlite|postgresql] [--agents 5000] [--heartbeat 10]
+Usage:  python bench/agents_load.py [--database sqlite|postgresql] [--agents 5000] [--heartbeat 10] [--deflate]
                                     [--metrics 30] [--seconds 120] [--probe 200] [--ramp 200] [--workers 4]
 
 Starts one real `sindri-console serve` on 127.0.0.1 with a fresh database (SQLite file, or a new
@@ -103,8 +103,10 @@ async def _agent(url: str, identity: str, iid: str, args: Any, out: dict[str, An
                  probe: bool) -> None:
     started = time.time()
     try:
+        # draupnir's upgrade request offers no permessage-deflate (fixtures' ws_handshake); --deflate offers it
         ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {AGENT_KEY}"},
-                                      ping_interval=None, open_timeout=120, max_queue=4)
+                                      ping_interval=None, open_timeout=120, max_queue=4,
+                                      compression="deflate" if args.deflate else None)
     except Exception:
         out["connect_errors"] += 1
         return
@@ -321,6 +323,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--probe", type=int, default=200)
     parser.add_argument("--ramp", type=float, default=200, help="new connections per second, all workers together")
+    parser.add_argument("--deflate", action="store_true",
+                        help="offer permessage-deflate like our own agent (draupnir does not)")
     parser.add_argument("--workers", type=int, default=4, help="client processes")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the server inherits it: one socket per agent
