@@ -91,6 +91,32 @@ async def test_late_point_is_rerolled(console: Any, admin: str) -> None:
         assert await s.scalar(select(func.count()).select_from(MetricDirty)) == 0
 
 
+async def test_claimed_minutes_take_late_points_and_an_unfinished_claim_is_finished(console: Any, admin: str) -> None:
+    """A tick that moved the claim line and died before building: points under the line are late
+    (dirty), and the next tick builds the claimed minutes first."""
+    inst = (await console.register(admin, "roll-claim"))["id"]
+    now = clock.now_ms()
+    base = now // MIN * MIN - HOUR
+    await put(console, [sample(inst, base + 1000, cpu=10)])
+    await rollup_tick(console.rt.db, now_ms=base + 2 * MIN)  # builds up to base + MIN
+    marks = await _marks(console)
+    assert marks["1m"] == marks["1m-claim"] == base + MIN
+    # the dead tick: claim moved 10 minutes on, nothing built
+    async with console.rt.db.write() as s:
+        await s.execute(RollupState.__table__.update().where(RollupState.name == "1m-claim")
+                        .values(watermark_ms=base + 11 * MIN))
+    await put(console, [sample(inst, base + 5 * MIN + 7, cpu=50)])
+    async with console.rt.db.read() as s:
+        dirty = (await s.execute(select(MetricDirty.instance_id, MetricDirty.minute_ms))).all()
+    assert [tuple(d) for d in dirty] == [(inst, base + 5 * MIN)]
+    await rollup_tick(console.rt.db, now_ms=base + 3 * MIN)  # closed end before the claim: claim still finished
+    assert (await _marks(console))["1m"] == base + 11 * MIN
+    rows = await _rows(console, Metric1m, inst)
+    assert [(r.bucket_ms, r.sample_count) for r in rows] == [(base, 1), (base + 5 * MIN, 1)]
+    async with console.rt.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(MetricDirty)) == 0
+
+
 async def test_catch_up_is_bounded_per_tick(console: Any, admin: str) -> None:
     inst = (await console.register(admin, "roll-catchup"))["id"]
     now = clock.now_ms()

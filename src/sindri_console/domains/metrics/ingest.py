@@ -90,10 +90,7 @@ async def store_samples(session: AsyncSession, dialect: Dialect, samples: list[M
         where=lt.c.ts_ms < up.excluded.ts_ms,
     )
     await session.execute(up, rows)
-    # shared row lock: a concurrent rollup (which locks the row for update) either sees this point
-    # or advances the watermark before we read it, so a late point is never lost (rollup.py)
-    watermark = await session.scalar(
-        select(RollupState.watermark_ms).where(RollupState.name == "1m").with_for_update(read=True))
+    watermark = await _late_line(session)
     if watermark is not None:
         late = {(s.instance_id, s.ts_ms // MINUTE_MS * MINUTE_MS) for s in stored if s.ts_ms < watermark}
         if late:
@@ -103,3 +100,23 @@ async def store_samples(session: AsyncSession, dialect: Dialect, samples: list[M
                 [{"instance_id": i, "minute_ms": m} for i, m in late],
             )
     return stored
+
+
+async def _late_line(session: AsyncSession) -> int | None:
+    """Points older than this are late (their minute is marked dirty for the rollup).
+
+    Read with a shared row lock: a concurrent rollup, which locks the claim line for update to move
+    it, either reads this transaction's points or moved the line before we read it (rollup.py).
+    Until the first rollup tick made the claim line, the `1m` mark is the line.
+    """
+    state = RollupState.__table__
+    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == "1m-claim")
+                                 .with_for_update(read=True))
+    if claim is not None:
+        return int(claim)
+    built = await session.scalar(select(state.c.watermark_ms).where(state.c.name == "1m").with_for_update(read=True))
+    if built is None:
+        return None
+    # the tick that creates the claim line holds `1m` while doing so: it has committed by now, or waits for us
+    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == "1m-claim"))
+    return max(int(built), int(claim)) if claim is not None else int(built)

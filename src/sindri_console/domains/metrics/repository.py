@@ -136,14 +136,38 @@ async def _upsert_from_select(session: AsyncSession, dialect: Dialect, model: An
     return int(result.rowcount or 0)
 
 
-async def rollup_minutes(session: AsyncSession, dialect: Dialect, lo_ms: int, hi_ms: int) -> int:
-    """Upsert the 1-minute rows of every instance for minutes in [lo_ms, hi_ms) from raw points."""
+def minutes_select(dialect: Dialect, lo_ms: int, hi_ms: int) -> Select[Any]:
+    """The 1-minute rows of every instance for minutes in [lo_ms, hi_ms), computed from raw points."""
     p = MetricPoint
     bucket = dialect.time_bucket(p.ts_ms, MINUTE_MS)
-    sel = (select(*_minute_columns_from_raw(p, bucket))
-           .where(p.ts_ms >= lo_ms, p.ts_ms < hi_ms)
-           .group_by(p.instance_id, bucket))
-    return await _upsert_from_select(session, dialect, Metric1m, sel)
+    return (select(*_minute_columns_from_raw(p, bucket))
+            .where(p.ts_ms >= lo_ms, p.ts_ms < hi_ms)
+            .group_by(p.instance_id, bucket))
+
+
+async def reporting_instances(session: AsyncSession) -> int:
+    """Instances with a latest metric row: about how many 1-minute rows one minute yields."""
+    return int(await session.scalar(select(func.count()).select_from(MetricLatest)) or 0)
+
+
+async def read_rollup_rows(session: AsyncSession, sel: Select[Any]) -> list[dict[str, Any]]:
+    """Rows computed by a rollup select, read outside any write transaction."""
+    return [dict(r) for r in (await session.execute(sel)).mappings()]
+
+
+async def upsert_rollup_rows(session: AsyncSession, dialect: Dialect, model: Any, rows: list[dict[str, Any]]) -> int:
+    """Write computed rollup rows with one cached executemany upsert on (instance_id, bucket_ms)."""
+    if not rows:
+        return 0
+    table = model.__table__
+    stmt = dialect.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.instance_id, table.c.bucket_ms],
+        set_={name: stmt.excluded[name] for name in rows[0] if name not in ("instance_id", "bucket_ms")},
+    )
+    for chunk in _chunks(rows, 1000):
+        await session.execute(stmt, chunk)
+    return len(rows)
 
 
 async def take_dirty(session: AsyncSession, limit: int) -> list[tuple[str, int]]:
@@ -184,14 +208,13 @@ ROLLUP_MODELS: dict[str, Any] = {"1m": Metric1m, "15m": Metric15m, "1h": Metric1
 TIER_STEP_MS = {"1m": MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS}
 
 
-async def rollup_from_minutes(session: AsyncSession, dialect: Dialect, tier: str, lo_ms: int, hi_ms: int) -> int:
-    """Upsert the `tier` rows (15m or 1h) of every instance for buckets in [lo_ms, hi_ms) from 1-minute rows."""
+def coarse_select(dialect: Dialect, tier: str, lo_ms: int, hi_ms: int) -> Select[Any]:
+    """The `tier` rows (15m or 1h) of every instance for buckets in [lo_ms, hi_ms), from 1-minute rows."""
     m = Metric1m
     bucket = dialect.time_bucket(m.bucket_ms, TIER_STEP_MS[tier])
-    sel = (select(*_coarse_columns_from_minutes(m, bucket))
-           .where(m.bucket_ms >= lo_ms, m.bucket_ms < hi_ms)
-           .group_by(m.instance_id, bucket))
-    return await _upsert_from_select(session, dialect, ROLLUP_MODELS[tier], sel)
+    return (select(*_coarse_columns_from_minutes(m, bucket))
+            .where(m.bucket_ms >= lo_ms, m.bucket_ms < hi_ms)
+            .group_by(m.instance_id, bucket))
 
 
 async def rollup_instance_buckets(session: AsyncSession, dialect: Dialect, tier: str,
@@ -219,11 +242,18 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 # --------------------------------------------------------------------------------------------------
 
 
+# Sample writers mark a point "late" (dirty minute) when it is older than the claim line; the rollup
+# moves the claim line forward in a short transaction before it reads the claimed minutes, and moves
+# `1m` (minutes built) once they are written.
+MINUTE_CLAIM = "1m-claim"
+
+
 async def lock_watermark(session: AsyncSession, name: str) -> int | None:
     """The watermark `name`, row-locked until commit (PostgreSQL; SQLite write units are serial).
 
-    Sample writers read the `1m` watermark with a shared lock, so a rollup that holds this lock sees
-    every committed point and every writer after it sees the advanced watermark.
+    Sample writers read the `1m-claim` line with a shared lock, so every writer either committed before
+    the rollup moved it (and its points are read by the rollup) or sees the moved line (and marks its
+    late minutes dirty).
     """
     value = await session.scalar(select(RollupState.watermark_ms).where(RollupState.name == name).with_for_update())
     return None if value is None else int(value)

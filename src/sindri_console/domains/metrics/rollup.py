@@ -2,8 +2,8 @@
 
 One tick:
 1. 1-minute rows for every closed minute after the `1m` watermark (at most 1440 per tick) from raw
-   points, in chunks of `MINUTES_PER_UNIT`, each chunk one transaction that also advances the
-   watermark;
+   points: `MINUTES_PER_UNIT` minutes are claimed at a time, then built and written a few minutes at
+   a time (about `ROWS_PER_READ` rows), each write advancing the watermark;
 2. 1-minute rows of the dirty set (late points, ≤ 5000 per tick), deleting the dirty rows they cover;
 3. 15-minute and 1-hour rows for every closed bucket after the `15m` / `1h` watermarks (a bucket
    is closed once the `1m` watermark passed its end) and for the buckets touched by (2), from
@@ -11,18 +11,25 @@ One tick:
    96 rows per instance instead of 1440.)
 
 Every write is an idempotent upsert, so a tick that dies half-way is simply redone by the next one.
-Steps (1) and (2) hold the `1m` watermark row lock (PostgreSQL) for their transaction; sample writers
-read it with a shared lock, so no committed point can slip between a rollup and its watermark.
+Rollup queries run in read transactions and only their results are written in short write
+transactions: sample writers (SQLite's one write connection, PostgreSQL's claim-line row lock) never
+wait for an aggregate query. Sample writers read the `1m-claim` line with a shared lock; the rollup
+moves it before reading the minutes it claimed, so no committed point slips between a rollup and its
+watermark (`1m` = minutes built).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sindri_console.db.dialect import Dialect
 from sindri_console.db.engine import Database
 from sindri_console.domains.metrics import repository as repo
 from sindri_console.domains.metrics.repository import MINUTE_MS
 from sindri_console.kit.clock import clock
+from sindri_console.models.metrics import Metric1m
 
 LEASE = "metrics-rollup"
 INTERVAL_SECONDS = 60
@@ -32,8 +39,8 @@ MAX_MINUTES_PER_TICK = 1440
 # watermark row lock that sample writers wait for
 MINUTES_PER_UNIT = 15
 MAX_DIRTY_PER_TICK = 5000
+ROWS_PER_READ = 5000
 COARSE_TIERS = ("15m", "1h")
-COARSE_UNIT_MS = 2 * 3_600_000
 # a minute is rolled up a few seconds after it closes: points stamped at its end are usually in by then
 # (later ones are still caught by the dirty set)
 CLOSE_GRACE_MS = 5_000
@@ -57,6 +64,13 @@ async def _initial_minute_mark(db: Database, now_ms: int) -> int:
     return start // MINUTE_MS * MINUTE_MS
 
 
+async def _advance(session: AsyncSession, dialect: Dialect, name: str, value: int) -> None:
+    """Move a watermark forward only: two overlapping ticks never move it back."""
+    current = await repo.lock_watermark(session, name)
+    if current is None or current < value:
+        await repo.set_watermark(session, dialect, name, value)
+
+
 async def rollup_tick(db: Database, *, now_ms: int | None = None) -> RollupResult:
     """Run steps (1)-(3) once. Safe to run concurrently with sample writers and with itself."""
     now = clock.now_ms() if now_ms is None else now_ms
@@ -72,25 +86,43 @@ async def rollup_tick(db: Database, *, now_ms: int | None = None) -> RollupResul
             if await repo.lock_watermark(s, "1m") is None:
                 await repo.set_watermark(s, dialect, "1m", initial)
 
-    # (1) closed minutes after the watermark, oldest first
+    # (1) closed minutes after the watermark, oldest first. The claim line moves in a short write
+    # transaction; the minutes are then computed in a read transaction and written in another short
+    # write transaction, so sample writers never wait for a rollup query.
+    async with db.read() as s:
+        # minutes per read: about ROWS_PER_READ rows in memory at a time whatever the fleet size
+        span = max(1, min(MINUTES_PER_UNIT, ROWS_PER_READ // max(1, await repo.reporting_instances(s)))) * MINUTE_MS
     budget_end: int | None = None
     while True:
         async with db.write() as s:
-            mark = await repo.lock_watermark(s, "1m")
-            if mark is None:  # set above and never deleted; nothing to do without it
+            claim = await repo.lock_watermark(s, repo.MINUTE_CLAIM)
+            built = await repo.lock_watermark(s, "1m")
+            if built is None:  # set above and never deleted; nothing to do without it
                 break
+            if claim is None or claim < built:
+                claim = built
             if budget_end is None:
-                budget_end = min(closed_end, mark + MAX_MINUTES_PER_TICK * MINUTE_MS)
-            hi = min(budget_end, mark + MINUTES_PER_UNIT * MINUTE_MS)
-            if hi <= mark:
-                break
-            await repo.rollup_minutes(s, dialect, mark, hi)
-            await repo.set_watermark(s, dialect, "1m", hi)
-        result.minutes += (hi - mark) // MINUTE_MS
+                budget_end = min(closed_end, built + MAX_MINUTES_PER_TICK * MINUTE_MS)
+            if claim > built:
+                hi = min(claim, built + MINUTES_PER_UNIT * MINUTE_MS)  # finish a claim a failed tick left
+            else:
+                hi = min(budget_end, built + MINUTES_PER_UNIT * MINUTE_MS)
+                if hi <= built:
+                    break
+                await repo.set_watermark(s, dialect, repo.MINUTE_CLAIM, hi)
+        for lo in range(built, hi, span):
+            end = min(hi, lo + span)
+            async with db.read() as s:
+                rows = await repo.read_rollup_rows(s, repo.minutes_select(dialect, lo, end))
+            async with db.write() as s:
+                await repo.upsert_rollup_rows(s, dialect, Metric1m, rows)
+                await _advance(s, dialect, "1m", end)
+        result.minutes += (hi - built) // MINUTE_MS
 
-    # (2) late points: recompute their minutes
+    # (2) late points: recompute their minutes (under the claim line's lock: a late point committed
+    # meanwhile would find its dirty mark taken and then deleted)
     async with db.write() as s:
-        await repo.lock_watermark(s, "1m")
+        await repo.lock_watermark(s, repo.MINUTE_CLAIM)
         keys = await repo.take_dirty(s, MAX_DIRTY_PER_TICK)
         if keys:
             await repo.rollup_dirty_minutes(s, dialect, keys)
@@ -113,17 +145,20 @@ async def rollup_tick(db: Database, *, now_ms: int | None = None) -> RollupResul
                     await repo.set_watermark(s, dialect, tier, start // step * step)
         tier_end: int | None = None
         while True:
-            async with db.write() as s:
-                mark = await repo.lock_watermark(s, tier)
+            # one bucket per round: computed in a read transaction, written in a short write one
+            async with db.read() as s:
+                mark = (await repo.read_watermarks(s)).get(tier)
                 if mark is None:
                     break
                 if tier_end is None:  # the same per-tick bound as the minutes
                     tier_end = min(closed, mark + MAX_MINUTES_PER_TICK * MINUTE_MS)
-                hi = min(tier_end, mark + max(step, COARSE_UNIT_MS))
+                hi = min(tier_end, mark + step)
                 if hi <= mark:
                     break
-                await repo.rollup_from_minutes(s, dialect, tier, mark, hi)
-                await repo.set_watermark(s, dialect, tier, hi)
+                rows = await repo.read_rollup_rows(s, repo.coarse_select(dialect, tier, mark, hi))
+            async with db.write() as s:
+                await repo.upsert_rollup_rows(s, dialect, repo.ROLLUP_MODELS[tier], rows)
+                await _advance(s, dialect, tier, hi)
             result.coarse[tier] = result.coarse.get(tier, 0) + (hi - mark) // step
     async with db.read() as s:
         marks = await repo.read_watermarks(s)
