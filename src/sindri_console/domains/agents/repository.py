@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
@@ -42,13 +42,20 @@ async def contact_rows(session: AsyncSession, ids: list[str]) -> list[tuple[str,
     return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
 
 
-async def update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """One executemany UPDATE of agent_state; every row has `instance_id` and the same other keys."""
-    table = AgentState.__table__
-    cols = [k for k in rows[0] if k != "instance_id"]
-    stmt = update(table).where(table.c.instance_id == bindparam("b_instance_id")).values(
+async def _update_many(session: AsyncSession, table: Any, key: str, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE keyed by `key`; every row has `key` and the same other keys (a cached
+    statement, where one UPDATE per row would be a round trip each)."""
+    if not rows:
+        return
+    cols = [k for k in rows[0] if k != key]
+    stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(
         {c: bindparam(f"b_{c}", type_=table.c[c].type) for c in cols})
     await session.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
+
+
+async def update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE of agent_state; every row has `instance_id` and the same other keys."""
+    await _update_many(session, AgentState.__table__, "instance_id", rows)
 
 
 async def add_dropped(session: AsyncSession, instance_id: str, n: int) -> None:
@@ -122,12 +129,43 @@ async def close_connection_row(session: AsyncSession, connection_id: str, values
     await session.execute(update(AgentConnection).where(AgentConnection.id == connection_id).values(**values))
 
 
-async def flush_counters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Counter snapshots of open connections (every 60 s and at close)."""
-    for r in rows:
-        cid = r["id"]
-        await session.execute(update(AgentConnection).where(AgentConnection.id == cid)
-                              .values(**{k: v for k, v in r.items() if k != "id"}))
+async def update_connections(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Connection rows by `id`, every row with the same keys: counter snapshots (every 60 s) and closes."""
+    await _update_many(session, AgentConnection.__table__, "id", rows)
+
+
+async def current_connections(session: AsyncSession, instance_ids: list[str]) -> dict[str, str | None]:
+    """instance id → the connection its AgentState points at."""
+    rows = await session.execute(select(AgentState.instance_id, AgentState.connection_id)
+                                 .where(AgentState.instance_id.in_(set(instance_ids))))
+    return {r[0]: r[1] for r in rows}
+
+
+async def mark_disconnected_many(session: AsyncSession, pairs: list[tuple[str, str]], now: datetime) -> None:
+    """AgentState → disconnected for (instance, connection) pairs, each only while it still points at
+    that connection (§3.5 close step 2)."""
+    if not pairs:
+        return
+    table = AgentState.__table__
+    stmt = (update(table).where(table.c.instance_id == bindparam("b_iid"), table.c.connection_id == bindparam("b_cid"))
+            .values(connected=False, disconnected_at=now, updated_at=now))
+    await session.execute(stmt, [{"b_iid": i, "b_cid": c} for i, c in pairs])
+
+
+async def instances_with_other_open(session: AsyncSession, instance_ids: list[str],
+                                    closing_ids: list[str]) -> set[str]:
+    """Which of the instances keep an open connection besides the ones closing now."""
+    if not instance_ids:
+        return set()
+    rows = await session.execute(select(AgentConnection.instance_id).where(
+        AgentConnection.instance_id.in_(set(instance_ids)), AgentConnection.id.not_in(closing_ids),
+        AgentConnection.disconnected_at.is_(None)).distinct())
+    return {r[0] for r in rows}
+
+
+async def instance_teams(session: AsyncSession, instance_ids: list[str]) -> dict[str, str | None]:
+    rows = await session.execute(select(Instance.id, Instance.team_id).where(Instance.id.in_(set(instance_ids))))
+    return {r[0]: r[1] for r in rows}
 
 
 async def mark_disconnected(session: AsyncSession, instance_id: str, connection_id: str, now: datetime) -> bool:
@@ -136,13 +174,6 @@ async def mark_disconnected(session: AsyncSession, instance_id: str, connection_
         update(AgentState).where(AgentState.instance_id == instance_id, AgentState.connection_id == connection_id)
         .values(connected=False, disconnected_at=now, updated_at=now))
     return bool(res.rowcount)  # type: ignore[attr-defined]
-
-
-async def other_open_connection(session: AsyncSession, instance_id: str, connection_id: str) -> bool:
-    n = await session.scalar(select(func.count()).select_from(AgentConnection).where(
-        AgentConnection.instance_id == instance_id, AgentConnection.id != connection_id,
-        AgentConnection.disconnected_at.is_(None)))
-    return bool(n)
 
 
 # ---- loops -----------------------------------------------------------------------------------------

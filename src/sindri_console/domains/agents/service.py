@@ -195,21 +195,37 @@ class Closing:
 
 async def close_many(session: AsyncSession, rt: Runtime, closings: list[Closing]) -> None:
     """§3.5 on close, for a batch of sockets in the caller's transaction: connection row, AgentState (only
-    while it still points at the closing connection), audit and event DISCONNECT, 10-core §6.2 row 19."""
+    while it still points at the closing connection), audit and event DISCONNECT, 10-core §6.2 row 19.
+
+    Reads and updates are one statement each for the whole batch (a mass disconnect is thousands of
+    closes); only graceful closes, which move the instance to STOPPED, go one by one.
+    """
+    if not closings:
+        return
     now = utcnow()
+    iids = [c.conn.instance_id for c in closings if c.conn.instance_id is not None]
+    closing_ids = [c.conn.connection_id for c in closings]
+    await repo.update_connections(session, [{
+        "id": c.conn.connection_id, "disconnected_at": now, "close_code": c.code,
+        "close_reason": (c.reason or "")[:123] or None, **c.conn.counter_values()} for c in closings])
+    pointed = await repo.current_connections(session, iids)
+    current = {c.conn.connection_id for c in closings if pointed.get(c.conn.instance_id or "") == c.conn.connection_id}
+    await repo.mark_disconnected_many(
+        session, [(c.conn.instance_id or "", c.conn.connection_id) for c in closings if c.conn.connection_id in current],
+        now)
+    maybe_graceful = {c.conn.connection_id: c.conn.instance_id or "" for c in closings
+                      if c.code == 1000 and not c.by_server and c.conn.connection_id in current}
+    kept_open = await repo.instances_with_other_open(session, list(maybe_graceful.values()), closing_ids)
+    teams = await repo.instance_teams(session, iids)
     for item in closings:
         conn, code, reason = item.conn, item.code, item.reason
         iid = conn.instance_id
         assert iid is not None
-        await repo.close_connection_row(session, conn.connection_id, {
-            "disconnected_at": now, "close_code": code, "close_reason": (reason or "")[:123] or None,
-            **conn.counter_values()})
-        is_current = await repo.mark_disconnected(session, iid, conn.connection_id, now)
+        is_current = conn.connection_id in current
         dropped = conn.take_dropped()
         if dropped:
             await repo.add_dropped(session, iid, dropped)
-        graceful = (code == 1000 and not item.by_server and is_current
-                    and not await repo.other_open_connection(session, iid, conn.connection_id))
+        graceful = conn.connection_id in maybe_graceful and iid not in kept_open
         meta: dict[str, Any] = {"connectionId": conn.connection_id, "closeCode": code,
                                 "reason": close_reason_word(code, item.by_server), "graceful": False}
         moved = None
@@ -224,12 +240,11 @@ async def close_many(session: AsyncSession, rt: Runtime, closings: list[Closing]
         if moved is None:
             write_event(session, iid, "DISCONNECT", "Agent disconnected", meta, actor_kind="AGENT",
                         ts_ms=int(now.timestamp() * 1000))
-        team_id = await session.scalar(select(Instance.team_id).where(Instance.id == iid))
         set_context(conn.context)
         await write_audit(session, _principal(conn), "DISCONNECT", "agent_connection", conn.connection_id, {
             "instanceId": iid, "closeCode": code, "closeReason": reason,
             "durationSeconds": round((now - conn.connected_at).total_seconds(), 3),
-        }, team_id=team_id, actor_kind="AGENT")
+        }, team_id=teams.get(iid), actor_kind="AGENT")
         publish_after_commit(session, f"instance.{iid}.agent", {
             "instanceId": iid, "connectionId": conn.connection_id, "connected": not is_current,
             "closeCode": code})
@@ -241,7 +256,7 @@ async def flush_counters(rt: Runtime, conns: list[AgentSocket]) -> None:
     if not rows:
         return
     async with rt.db.write() as s:
-        await repo.flush_counters(s, rows)
+        await repo.update_connections(s, rows)
 
 
 # ---- agent contact (§7.2, 10-core §6.2 rows 17/18) ---------------------------------------------------
