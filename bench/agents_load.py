@@ -114,8 +114,15 @@ async def _agent(url: str, identity: str, iid: str, args: Any, out: dict[str, An
         await ws.send(heartbeat(identity, started))
         out["hb"] += 1
         out["connected"] += 1
+        # a real agent keeps its heartbeat while the others connect: without it, a connect phase longer
+        # than the loss threshold (90 s) would mark the first agents UNREACHABLE
+        last_hb = time.monotonic()
         while not start.is_set():  # noqa: ASYNC110 - a multiprocessing event, not an asyncio one
             await asyncio.sleep(0.2)
+            if time.monotonic() - last_hb >= args.heartbeat:
+                last_hb = time.monotonic()
+                await ws.send(heartbeat(identity, started))
+                out["hb"] += 1
         loop = asyncio.get_running_loop()
         stop_at = loop.time() + args.seconds
         next_hb = loop.time() + random.uniform(0, args.heartbeat)
