@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sindri_console.db.dialect import Dialect
+from sindri_console.domains.metrics.repository import MINUTE_CLAIM
 from sindri_console.kit.clock import clock, utcnow
 from sindri_console.models.metrics import MetricDirty, MetricLatest, MetricPoint, RollupState
 
@@ -110,7 +111,7 @@ async def _late_line(session: AsyncSession) -> int | None:
     Until the first rollup tick made the claim line, the `1m` mark is the line.
     """
     state = RollupState.__table__
-    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == "1m-claim")
+    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == MINUTE_CLAIM)
                                  .with_for_update(read=True))
     if claim is not None:
         return int(claim)
@@ -118,5 +119,5 @@ async def _late_line(session: AsyncSession) -> int | None:
     if built is None:
         return None
     # the tick that creates the claim line holds `1m` while doing so: it has committed by now, or waits for us
-    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == "1m-claim"))
+    claim = await session.scalar(select(state.c.watermark_ms).where(state.c.name == MINUTE_CLAIM))
     return max(int(built), int(claim)) if claim is not None else int(built)
