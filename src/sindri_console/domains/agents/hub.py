@@ -25,17 +25,10 @@ log = structlog.get_logger("sindri_console.agents.hub")
 RECHECK_SECONDS = 60.0
 
 
-HANDSHAKE_DB_SLOTS = 4
-
-
 class AgentHub:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.writer = IngestWriter(rt)
-        # Database reads of socket handshakes (credential, identity) share a few slots: a reconnect
-        # storm of thousands of sockets must not fill the read pool that the writer, the loops and the
-        # HTTP routes need (on SQLite it did, and the writer waited 30 s for a connection).
-        self.handshakes = asyncio.Semaphore(HANDSHAKE_DB_SLOTS)
         self._local: dict[str, AgentSocket] = {}
         self._all: set[AgentSocket] = set()
         self._sub: Subscription | None = None

@@ -224,8 +224,7 @@ class AgentSocket:
             await rt.limiter.hit("auth_fail", fail_key)
             raise CloseSocket(4401, "Invalid or missing agent credential")
         try:
-            async with self.hub.handshakes:
-                principal = await rt.auth.authenticate(raw, self.remote)
+            principal = await rt.auth.authenticate(raw, self.remote)
         except AuthFailure:
             await rt.limiter.hit("auth_fail", fail_key)
             raise CloseSocket(4401, "Invalid or missing agent credential") from None
@@ -249,7 +248,7 @@ class AgentSocket:
     async def _resolve(self, value: str) -> str | None:
         from sindri_console.domains.instances.repository import resolve_identity
 
-        async with self.hub.handshakes, self.rt.db.read() as s:
+        async with self.rt.db.read() as s:
             inst = await resolve_identity(s, value)
             return inst.id if inst else None
 
