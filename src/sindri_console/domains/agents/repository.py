@@ -125,10 +125,6 @@ async def insert_llm_usage(session: AsyncSession, dialect: Dialect, rows: list[d
 # ---- connections ---------------------------------------------------------------------------------
 
 
-async def close_connection_row(session: AsyncSession, connection_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(AgentConnection).where(AgentConnection.id == connection_id).values(**values))
-
-
 async def update_connections(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Connection rows by `id`, every row with the same keys: counter snapshots (every 60 s) and closes."""
     await _update_many(session, AgentConnection.__table__, "id", rows)
@@ -166,14 +162,6 @@ async def instances_with_other_open(session: AsyncSession, instance_ids: list[st
 async def instance_teams(session: AsyncSession, instance_ids: list[str]) -> dict[str, str | None]:
     rows = await session.execute(select(Instance.id, Instance.team_id).where(Instance.id.in_(set(instance_ids))))
     return {r[0]: r[1] for r in rows}
-
-
-async def mark_disconnected(session: AsyncSession, instance_id: str, connection_id: str, now: datetime) -> bool:
-    """AgentState → disconnected only when it still points at this connection (§3.5 close step 2)."""
-    res = await session.execute(
-        update(AgentState).where(AgentState.instance_id == instance_id, AgentState.connection_id == connection_id)
-        .values(connected=False, disconnected_at=now, updated_at=now))
-    return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 # ---- loops -----------------------------------------------------------------------------------------

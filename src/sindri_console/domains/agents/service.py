@@ -544,24 +544,25 @@ async def reap_replicas(rt: Runtime) -> int:
     async with rt.db.read() as s:
         dead = await repo.dead_replicas(s, now - REPLICA_DEAD_AFTER, rt.replica_id)
         conns = await repo.open_connections_on(s, dead, 1000)
-    closed = 0
-    for c in conns:
+    if conns:
+        # one transaction for the whole set, one statement per kind (as `close_many`)
         async with rt.db.write() as s:
-            await repo.close_connection_row(s, c.id, {"disconnected_at": now, "close_code": 1006,
-                                                      "close_reason": "replica lost"})
-            await repo.mark_disconnected(s, c.instance_id, c.id, now)
-            write_event(s, c.instance_id, "DISCONNECT", "Agent disconnected (replica lost)",
-                        {"connectionId": c.id, "closeCode": 1006, "reason": "closed", "graceful": False},
-                        actor_kind="SYSTEM", ts_ms=int(now.timestamp() * 1000))
-            team_id = await s.scalar(select(Instance.team_id).where(Instance.id == c.instance_id))
-            await write_audit(s, None, "DISCONNECT", "agent_connection", c.id, {
-                "instanceId": c.instance_id, "closeCode": 1006, "closeReason": "replica lost",
-                "durationSeconds": round((now - c.connected_at).total_seconds(), 3)},
-                team_id=team_id, actor_kind="SYSTEM")
-            publish_after_commit(s, f"instance.{c.instance_id}.agent",
-                                 {"instanceId": c.instance_id, "connectionId": c.id, "connected": False,
-                                  "closeCode": 1006})
-        closed += 1
+            await repo.update_connections(s, [{"id": c.id, "disconnected_at": now, "close_code": 1006,
+                                               "close_reason": "replica lost"} for c in conns])
+            await repo.mark_disconnected_many(s, [(c.instance_id, c.id) for c in conns], now)
+            teams = await repo.instance_teams(s, [c.instance_id for c in conns])
+            for c in conns:
+                write_event(s, c.instance_id, "DISCONNECT", "Agent disconnected (replica lost)",
+                            {"connectionId": c.id, "closeCode": 1006, "reason": "closed", "graceful": False},
+                            actor_kind="SYSTEM", ts_ms=int(now.timestamp() * 1000))
+                await write_audit(s, None, "DISCONNECT", "agent_connection", c.id, {
+                    "instanceId": c.instance_id, "closeCode": 1006, "closeReason": "replica lost",
+                    "durationSeconds": round((now - c.connected_at).total_seconds(), 3)},
+                    team_id=teams.get(c.instance_id), actor_kind="SYSTEM")
+                publish_after_commit(s, f"instance.{c.instance_id}.agent",
+                                     {"instanceId": c.instance_id, "connectionId": c.id, "connected": False,
+                                      "closeCode": 1006})
+    closed = len(conns)
     if dead:
         async with rt.db.write() as s:
             await repo.orphan_states(s, dead)

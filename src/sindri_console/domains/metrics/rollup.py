@@ -35,8 +35,7 @@ LEASE = "metrics-rollup"
 INTERVAL_SECONDS = 60
 LEASE_TTL_SECONDS = 120
 MAX_MINUTES_PER_TICK = 1440
-# short transactions: on SQLite a rollup unit holds the one write connection, on PostgreSQL the
-# watermark row lock that sample writers wait for
+# minutes claimed per short claim transaction (the claim line is what sample writers share-lock)
 MINUTES_PER_UNIT = 15
 MAX_DIRTY_PER_TICK = 5000
 ROWS_PER_READ = 5000
