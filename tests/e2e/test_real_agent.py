@@ -75,8 +75,10 @@ def test_agent_registers_reports_reconnects_and_loss_is_detected(tmp_path):
         assert admin
         agent = start_agent(server.url, tmp_path, "agent-e2e")
         try:
+            # the header identifies the socket before its hello classifies it (40 §7.3: dialect "of the
+            # latest classified connection"), so connected can be seen a moment before the dialect
             inst = wait_for(lambda: (i := find_instance(server, admin, "agent-e2e")) and i["agent"]
-                            and i["agent"]["connected"] and i, 30, "agent connected")
+                            and i["agent"]["connected"] and i["agent"]["dialect"] and i, 30, "agent classified")
             assert inst["status"] == "RUNNING"
             assert inst["agent"]["dialect"] == "console"
             assert "commands" in inst["agent"]["capabilities"]
