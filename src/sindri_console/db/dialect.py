@@ -77,6 +77,14 @@ class Dialect(ABC):
         time index and checked against the index's matches instead of driven by them.
         """
 
+    # the search index defers work that a background pass can do off the insert path
+    defers_log_index_work = False
+
+    async def flush_log_search_index(self, session: AsyncSession) -> int:
+        """Do the search index's deferred work now: pages flushed, 0 when there was none, -1 when
+        another session is already doing it."""
+        return 0
+
     async def log_search_plan(self, session: AsyncSession, term: str, *, window: int,
                               cap: int) -> tuple[int, bool] | None:
         """(matches of `term` counted up to cap + 1, whether `probe` pays off for the first `window`
@@ -159,6 +167,12 @@ class SqliteDialect(Dialect):
 class PostgresDialect(Dialect):
     name = "postgresql"
     LOG_SEQ_LOCK = 0x51D1_0001
+    LOG_INDEX_LOCK = 0x51D1_0002
+    # pg_trgm's GIN index (fastupdate on, the default) appends new rows to a pending list that the
+    # inserting transaction merges into the index once it passes gin_pending_list_limit. Flushed by a
+    # separate session instead, the merge runs on another core while inserts go on (GIN lets
+    # inserters append during a flush and skips their own flush when one is running).
+    defers_log_index_work = True
 
     def insert(self, table: Any) -> Any:
         return postgresql.insert(table)
@@ -197,6 +211,14 @@ class PostgresDialect(Dialect):
         raw = await conn.get_raw_connection()
         # binary COPY inside the session's transaction: no bind-parameter limit, the fastest load path
         await raw.driver_connection.copy_records_to_table(table, records=rows, columns=list(columns))
+
+    async def flush_log_search_index(self, session: AsyncSession) -> int:
+        # the try-lock keeps replicas from queueing on the index's own cleanup lock
+        pages = await session.scalar(text(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock(:k) "
+            "THEN gin_clean_pending_list('ix_log_entry_message_trgm'::regclass) ELSE -1 END"),
+            {"k": self.LOG_INDEX_LOCK})
+        return int(pages)
 
     def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
                            probe: bool = False) -> ColumnElement[bool]:

@@ -36,6 +36,9 @@ MAX_PATH = 512
 FUTURE_SKEW_MS = 5 * 60_000
 DAY_MS = 86_400_000
 
+# the loop that does the search index's deferred work (hooks.py); woken after each ingest commit
+SEARCH_INDEX_LOOP = "logs-search-index"
+
 # column order of every bulk insert; `seq` is reserved explicitly so it follows commit order
 LOG_TABLE = "log_entry"
 LOG_COLUMNS = ("seq", "id", "instance_id", "level", "source", "message", "metadata", "deployment_id", "path",

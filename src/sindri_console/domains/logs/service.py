@@ -23,6 +23,7 @@ from sindri_console.domains.logs.entries import (
     MAX_MESSAGE_CHARS,
     MAX_METADATA_BYTES,
     MAX_PATH,
+    SEARCH_INDEX_LOOP,
     SOURCE_NAMES,
     SOURCES,
     PendingEntry,
@@ -241,6 +242,7 @@ async def ingest_http(rt: Runtime, principal: Principal, raw_entries: list[Any],
             stored = await store_prepared(session, rt.db.dialect, prepared)
             if stored and principal.credential == "agent_key" and principal.instance_id:
                 await _record_agent_contact(rt, session, principal.instance_id)
+        rt.loops.wake(SEARCH_INDEX_LOOP)
         errors.sort(key=lambda e: e["index"])
     return IngestResult(accepted=len(stored), errors=errors, entries=stored)
 
@@ -357,7 +359,9 @@ async def insert_entries(target: Runtime | AsyncSession, lines: list[LogLine]) -
         return await store_pending(target, dialect_for(bind.dialect.name), pending)
     prepared = PreparedEntries(pending)  # outside the write lock
     async with target.db.write() as session:
-        return await store_prepared(session, target.db.dialect, prepared)
+        stored = await store_prepared(session, target.db.dialect, prepared)
+    target.loops.wake(SEARCH_INDEX_LOOP)
+    return stored
 
 
 async def ingest_agent_lines(rt: Runtime, instance_id: str, lines: list[dict[str, Any]], *,
