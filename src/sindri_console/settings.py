@@ -51,6 +51,9 @@ def _csv(raw: str) -> list[str]:
     return [p.strip() for p in raw.split(",") if p.strip()]
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
 def setting(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
     return field(default=default, metadata={"lo": lo, "hi": hi})
 
@@ -71,8 +74,8 @@ class Settings:
     LOG_INGEST_MAX_BODY_BYTES: int = setting(8_388_608, 1024, 67_108_864)
     LOG_LEVEL: str = "info"
     # credentials and secrets
-    SINDRI_CONSOLE_API_KEY: str | None = None
-    SECRET_VAULT_KEY: str | None = None
+    SINDRI_CONSOLE_API_KEY: str | None = field(default=None, repr=False)
+    SECRET_VAULT_KEY: str | None = field(default=None, repr=False)
     API_KEY_MAX_LIFETIME_DAYS: int | None = setting(None, 1, 3650)
     # CLI
     SINDRI_BIN_PATH: str | None = None
@@ -142,6 +145,18 @@ class Settings:
     LOOPS_ENABLED: bool = True
 
     # ---- derived ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        # secrets are left out (repr=False) and URL passwords masked: settings end up in tracebacks
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "://" in value:
+                value = _URL_PASSWORD.sub(r"\1***@", value)
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
 
     @property
     def data_dir(self) -> Path:
