@@ -348,10 +348,15 @@ def main() -> None:
             result = asyncio.run(asyncio.wait_for(run(server, db, args), args.seconds + 900))
         finally:
             server.stop()
-            slow = [line for line in server.log_path.read_text().splitlines() if "ingest_batch_slow" in line]
+            lines = server.log_path.read_text().splitlines()
+    slow = [line for line in lines if "ingest_batch_slow" in line]
     slowest = sorted(slow, key=lambda line: -json.loads(line).get("seconds", 0))[:3] if slow else []
+    # a socket closed by an error is a bug, not load: show the first one
+    errors = [line for line in lines if '"level": "error"' in line]
     print(json.dumps({"database": args.database, **result, "slow_batches": len(slow),
-                      "slowest_batches": [json.loads(line) for line in slowest]}, indent=2))
+                      "slowest_batches": [json.loads(line) for line in slowest],
+                      "server_errors": len(errors), "first_server_error": json.loads(errors[0]) if errors else None},
+                     indent=2))
 
 
 if __name__ == "__main__":
