@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sindri_console.agents.hub")
 
 RECHECK_SECONDS = 60.0
+RESOLVE_BATCH = 500
 
 
 class AgentHub:
@@ -37,6 +38,8 @@ class AgentHub:
         self.closing = False
         self._none_open = asyncio.Event()
         self._none_open.set()
+        self._resolving: list[tuple[str, asyncio.Future[str | None]]] = []
+        self._resolver: asyncio.Task[None] | None = None
 
     # ---- registry -------------------------------------------------------------------------------
 
@@ -66,6 +69,34 @@ class AgentHub:
     def detach(self, conn: AgentSocket) -> None:
         if conn.instance_id is not None and self._local.get(conn.instance_id) is conn:
             del self._local[conn.instance_id]
+
+    # ---- identity resolution (§2.4) -----------------------------------------------------------
+
+    async def resolve(self, value: str) -> str | None:
+        """The live instance an identity presented by a socket names, or None. Concurrent calls
+        share one read: a connect storm costs a few queries, not one pooled connection per socket."""
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._resolving.append((value, fut))
+        if self._resolver is None or self._resolver.done():
+            self._resolver = asyncio.create_task(self._resolve_pending(), name="agent-resolve")
+        return await fut
+
+    async def _resolve_pending(self) -> None:
+        from sindri_console.domains.instances.repository import resolve_identities
+
+        while self._resolving:
+            batch, self._resolving = self._resolving[:RESOLVE_BATCH], self._resolving[RESOLVE_BATCH:]
+            try:
+                async with self.rt.db.read() as s:
+                    found = await resolve_identities(s, [value for value, _ in batch])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for value, fut in batch:
+                if not fut.done():
+                    fut.set_result(found.get(value))
 
     # ---- report requests (§5.3) ---------------------------------------------------------------
 
@@ -109,6 +140,8 @@ class AgentHub:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self._none_open.wait()
+        if self._resolver is not None:
+            self._tasks.append(self._resolver)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

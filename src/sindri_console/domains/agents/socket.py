@@ -246,11 +246,7 @@ class AgentSocket:
         return None
 
     async def _resolve(self, value: str) -> str | None:
-        from sindri_console.domains.instances.repository import resolve_identity
-
-        async with self.rt.db.read() as s:
-            inst = await resolve_identity(s, value)
-            return inst.id if inst else None
+        return await self.hub.resolve(value)
 
     async def identify(self, instance_id: str) -> None:
         # identifications are batched with the ingest writer: a reconnect storm is a few transactions

@@ -23,26 +23,42 @@ async def find_live_by_name(session: AsyncSession, name: str) -> Instance | None
     return await session.scalar(select(Instance).where(Instance.name == name, live()))
 
 
-async def resolve_identity(session: AsyncSession, value: str) -> Instance | None:
-    """40 §2.4 resolve(): live instance by id, agent identity, name, normalised name."""
+async def resolve_identities(session: AsyncSession, values: list[str]) -> dict[str, str]:
+    """40 §2.4 resolve() for many values at once: value -> live instance id, looked up by id, then
+    agent identity (newest instance first), then name, then normalised name. Unresolved values are
+    left out. At most four queries, whatever the number of values."""
     from sindri_console.domains.instances.schemas import normalise_name
 
-    inst = await session.scalar(select(Instance).where(Instance.id == value, live()))
-    if inst:
-        return inst
-    inst = await session.scalar(
-        select(Instance).join(AgentState, AgentState.instance_id == Instance.id)
-        .where(AgentState.agent_instance_id == value, live()).order_by(Instance.created_at.desc()).limit(1)
-    )
-    if inst:
-        return inst
-    inst = await find_live_by_name(session, value)
-    if inst:
-        return inst
-    norm = normalise_name(value)
-    if norm and norm != value:
-        return await find_live_by_name(session, norm)
-    return None
+    found: dict[str, str] = {}
+    rest = list(dict.fromkeys(v for v in values if v))
+    if rest:
+        ids = await session.scalars(select(Instance.id).where(Instance.id.in_(rest), live()))
+        found.update({i: i for i in ids})
+        rest = [v for v in rest if v not in found]
+    if rest:
+        rows = await session.execute(
+            select(AgentState.agent_instance_id, Instance.id).join(Instance, AgentState.instance_id == Instance.id)
+            .where(AgentState.agent_instance_id.in_(rest), live()).order_by(Instance.created_at.desc()))
+        for ident, iid in rows:
+            found.setdefault(ident, iid)
+        rest = [v for v in rest if v not in found]
+    if rest:
+        rows = await session.execute(select(Instance.name, Instance.id).where(Instance.name.in_(rest), live()))
+        found.update(dict(rows.tuples().all()))
+        rest = [v for v in rest if v not in found]
+    normalised = {v: n for v in rest if (n := normalise_name(v)) and n != v}
+    if normalised:
+        rows = await session.execute(
+            select(Instance.name, Instance.id).where(Instance.name.in_(set(normalised.values())), live()))
+        by_name = dict(rows.tuples().all())
+        found.update({v: by_name[n] for v, n in normalised.items() if n in by_name})
+    return found
+
+
+async def resolve_identity(session: AsyncSession, value: str) -> Instance | None:
+    """40 §2.4 resolve() of one value, as the instance."""
+    iid = (await resolve_identities(session, [value])).get(value)
+    return await session.get(Instance, iid) if iid else None
 
 
 async def agent_states(session: AsyncSession, ids: list[str]) -> dict[str, AgentState]:
