@@ -213,10 +213,12 @@ class PostgresDialect(Dialect):
         await raw.driver_connection.copy_records_to_table(table, records=rows, columns=list(columns))
 
     async def flush_log_search_index(self, session: AsyncSession) -> int:
-        # the try-lock keeps replicas from queueing on the index's own cleanup lock
+        # The try-lock keeps replicas from queueing on the index's own cleanup lock. Only the index's
+        # owner (or a superuser) may flush; any other role leaves the flush to the inserts, as before.
         pages = await session.scalar(text(
-            "SELECT CASE WHEN pg_try_advisory_xact_lock(:k) "
-            "THEN gin_clean_pending_list('ix_log_entry_message_trgm'::regclass) ELSE -1 END"),
+            "SELECT CASE WHEN NOT pg_has_role(current_user, c.relowner, 'USAGE') THEN 0 "
+            "WHEN pg_try_advisory_xact_lock(:k) THEN gin_clean_pending_list(c.oid) ELSE -1 END "
+            "FROM pg_class c WHERE c.oid = 'ix_log_entry_message_trgm'::regclass"),
             {"k": self.LOG_INDEX_LOCK})
         return int(pages)
 
