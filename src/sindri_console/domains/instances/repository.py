@@ -40,17 +40,18 @@ async def resolve_identities(session: AsyncSession, values: list[str]) -> dict[s
             select(AgentState.agent_instance_id, Instance.id).join(Instance, AgentState.instance_id == Instance.id)
             .where(AgentState.agent_instance_id.in_(rest), live()).order_by(Instance.created_at.desc()))
         for ident, iid in rows:
-            found.setdefault(ident, iid)
+            if ident is not None:
+                found.setdefault(ident, iid)
         rest = [v for v in rest if v not in found]
     if rest:
         rows = await session.execute(select(Instance.name, Instance.id).where(Instance.name.in_(rest), live()))
-        found.update(dict(rows.tuples().all()))
+        found.update({name: iid for name, iid in rows.tuples() if name is not None})
         rest = [v for v in rest if v not in found]
     normalised = {v: n for v in rest if (n := normalise_name(v)) and n != v}
     if normalised:
         rows = await session.execute(
             select(Instance.name, Instance.id).where(Instance.name.in_(set(normalised.values())), live()))
-        by_name = dict(rows.tuples().all())
+        by_name = {name: iid for name, iid in rows.tuples() if name is not None}
         found.update({v: by_name[n] for v, n in normalised.items() if n in by_name})
     return found
 
