@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Integer, Select, Table, func, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 
 class Dialect(ABC):
@@ -26,7 +27,7 @@ class Dialect(ABC):
         """Rows read by a claiming transaction; other replicas skip them."""
         return stmt
 
-    def time_bucket(self, ts_ms: ColumnElement[int], step_ms: int) -> ColumnElement[int]:
+    def time_bucket(self, ts_ms: ColumnElement[int] | QueryableAttribute[int], step_ms: int) -> ColumnElement[int]:
         # `//` keeps integer division on both engines (SQLAlchemy 2 renders `/` as true division);
         # it truncates, which is the floor for non-negative epoch values
         return (ts_ms // literal(step_ms, BigInteger)) * literal(step_ms, BigInteger)
@@ -35,7 +36,7 @@ class Dialect(ABC):
         return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
     @abstractmethod
-    def icontains(self, column: ColumnElement[str], term: str) -> ColumnElement[bool]: ...
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]: ...
 
     @abstractmethod
     async def lock_log_sequence(self, session: AsyncSession) -> None:
@@ -68,7 +69,8 @@ class Dialect(ABC):
         """
 
     @abstractmethod
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+    def log_message_search(self, seq: ColumnElement[int] | QueryableAttribute[int],
+                           message: ColumnElement[str] | QueryableAttribute[str], term: str, *,
                            probe: bool = False) -> ColumnElement[bool]:
         """Case-insensitive (ASCII at least) literal substring of `message`, served by the search
         index for terms of 3+ characters; shorter terms are a scan bounded by the other filters.
@@ -100,7 +102,7 @@ class SqliteDialect(Dialect):
     def insert(self, table: Any) -> Any:
         return sqlite.insert(table)
 
-    def icontains(self, column: ColumnElement[str], term: str) -> ColumnElement[bool]:
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]:
         # SQLite LIKE is ASCII case-insensitive already; lower() keeps the semantics explicit
         return func.lower(column).like(f"%{self.like_escape(term.lower())}%", escape="\\")
 
@@ -122,6 +124,9 @@ class SqliteDialect(Dialect):
             return
         conn = await session.connection()
         raw = await conn.get_raw_connection()
+        # None only for an invalidated connection; this one was just checked out
+        driver = raw.driver_connection
+        assert driver is not None
         cols = ", ".join(f'"{c}"' for c in columns)
         row_marks = "(" + ", ".join("?" for _ in columns) + ")"
         per_statement = max(1, self.MAX_BIND_PARAMS // len(columns))
@@ -131,14 +136,15 @@ class SqliteDialect(Dialect):
         for start in range(0, len(rows), per_statement):
             chunk = rows[start:start + per_statement]
             sql = f'INSERT INTO "{table}" ({cols}) VALUES ' + ", ".join([row_marks] * len(chunk))
-            await raw.driver_connection.execute(sql, [value for row in chunk for value in row])
+            await driver.execute(sql, [value for row in chunk for value in row])
 
     @staticmethod
     def _fts_phrase(term: str) -> str:
         # a quoted trigram phrase is a case-insensitive literal substring match
         return '"' + term.replace('"', '""') + '"'
 
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+    def log_message_search(self, seq: ColumnElement[int] | QueryableAttribute[int],
+                           message: ColumnElement[str] | QueryableAttribute[str], term: str, *,
                            probe: bool = False) -> ColumnElement[bool]:
         if len(term) < 3:
             # SQLite LIKE folds ASCII case
@@ -180,7 +186,7 @@ class PostgresDialect(Dialect):
     def claim(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.with_for_update(skip_locked=True)
 
-    def icontains(self, column: ColumnElement[str], term: str) -> ColumnElement[bool]:
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]:
         return column.ilike(f"%{self.like_escape(term)}%", escape="\\")
 
     async def lock_log_sequence(self, session: AsyncSession) -> None:
@@ -209,8 +215,11 @@ class PostgresDialect(Dialect):
             return
         conn = await session.connection()
         raw = await conn.get_raw_connection()
+        # None only for an invalidated connection; this one was just checked out
+        driver = raw.driver_connection
+        assert driver is not None
         # binary COPY inside the session's transaction: no bind-parameter limit, the fastest load path
-        await raw.driver_connection.copy_records_to_table(table, records=rows, columns=list(columns))
+        await driver.copy_records_to_table(table, records=rows, columns=list(columns))
 
     async def flush_log_search_index(self, session: AsyncSession) -> int:
         # The try-lock keeps replicas from queueing on the index's own cleanup lock. Only the index's
@@ -222,7 +231,8 @@ class PostgresDialect(Dialect):
             {"k": self.LOG_INDEX_LOCK})
         return int(pages)
 
-    def log_message_search(self, seq: ColumnElement[int], message: ColumnElement[str], term: str, *,
+    def log_message_search(self, seq: ColumnElement[int] | QueryableAttribute[int],
+                           message: ColumnElement[str] | QueryableAttribute[str], term: str, *,
                            probe: bool = False) -> ColumnElement[bool]:
         # default LIKE escape is backslash; pg_trgm's GIN index serves ILIKE for 3+ character terms
         pattern = f"%{self.like_escape(term)}%"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from sindri_console.domains.identity import service
 from sindri_console.domains.identity.schemas import (
@@ -261,7 +261,7 @@ async def list_keys(request: Request, principal: CurrentPrincipal) -> Any:
             stmt = stmt.where(col == v)
     statuses = query_enum_list(q, "status", ("ACTIVE", "EXPIRED", "REVOKED")) or ["ACTIVE", "EXPIRED"]
     now = utcnow()
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if "REVOKED" in statuses:
         conds.append(ApiKey.revoked_at.is_not(None))
     if "EXPIRED" in statuses:

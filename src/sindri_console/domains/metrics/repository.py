@@ -133,7 +133,7 @@ async def _upsert_from_select(session: AsyncSession, dialect: Dialect, model: An
         set_={name: stmt.excluded[name] for name in names if name not in ("instance_id", "bucket_ms")},
     )
     result = await session.execute(stmt)
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def minutes_select(dialect: Dialect, lo_ms: int, hi_ms: int) -> Select[Any]:
