@@ -61,7 +61,7 @@ def page_body(data: list[Any], params: PageParams, total: int, **extra: Any) -> 
     return {"data": data, "pagination": pagination}
 
 
-async def paginate(session: AsyncSession, stmt: Select[Any], params: PageParams,
+async def paginate(session: AsyncSession, stmt: Select[*tuple[Any, ...]], params: PageParams,
                    count_cap: int | None = None) -> tuple[list[Any], int, bool]:
     """Rows of one page of an ordered select, the total, and whether the total was capped."""
     if count_cap is not None:

@@ -8,11 +8,12 @@ and audit entries.
 
 Other domains plug their own tables into the same loop instead of writing another one:
 
+    from sindri_console.db.dialect import table_of
     from sindri_console.loops.retention import delete_expired, register_retention
 
     async def _expired_logs(rt: Runtime, batch: int) -> int:
         cutoff = clock.now_ms() - rt.settings.LOG_RETENTION_DAYS * 86_400_000
-        return await delete_expired(rt.db, LogEntry.__table__, LogEntry.ts_ms < cutoff, batch)
+        return await delete_expired(rt.db, table_of(LogEntry), LogEntry.ts_ms < cutoff, batch)
 
     register_retention("logs", _expired_logs)      # e.g. in the domain's hooks.startup(rt)
 
@@ -32,6 +33,7 @@ import structlog
 from sqlalchemy import ColumnElement, Table, and_, delete, exists, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
+from sindri_console.db.dialect import table_of
 from sindri_console.db.engine import Database
 from sindri_console.kit.clock import clock, utcnow
 from sindri_console.models.audit import AuditLog
@@ -76,7 +78,7 @@ async def delete_expired(db: Database, table: Table, expired: ColumnElement[bool
     target = pk[0].in_(chosen) if len(pk) == 1 else tuple_(*pk).in_(chosen)
     async with db.write() as s:
         result = await s.execute(delete(table).where(target))
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _days_ago_ms(days: int) -> int:
@@ -85,23 +87,23 @@ def _days_ago_ms(days: int) -> int:
 
 async def _metric_points(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.METRICS_RAW_RETENTION_DAYS)
-    return await delete_expired(rt.db, MetricPoint.__table__, MetricPoint.ts_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(MetricPoint), MetricPoint.ts_ms < cutoff, batch)
 
 
 async def _metric_minutes(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.METRICS_1M_RETENTION_DAYS)
-    return await delete_expired(rt.db, Metric1m.__table__, Metric1m.bucket_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(Metric1m), Metric1m.bucket_ms < cutoff, batch)
 
 
 async def _metric_quarters(rt: Runtime, batch: int) -> int:
     # 15-minute rows are built from 1-minute rows and kept as long as them
     cutoff = _days_ago_ms(rt.settings.METRICS_1M_RETENTION_DAYS)
-    return await delete_expired(rt.db, Metric15m.__table__, Metric15m.bucket_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(Metric15m), Metric15m.bucket_ms < cutoff, batch)
 
 
 async def _metric_hours(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.METRICS_1H_RETENTION_DAYS)
-    return await delete_expired(rt.db, Metric1h.__table__, Metric1h.bucket_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(Metric1h), Metric1h.bucket_ms < cutoff, batch)
 
 
 async def _heartbeats(rt: Runtime, batch: int) -> int:
@@ -113,23 +115,23 @@ async def _heartbeats(rt: Runtime, batch: int) -> int:
         or_(newer.timestamp > Heartbeat.timestamp,
             and_(newer.timestamp == Heartbeat.timestamp, newer.id > Heartbeat.id)),
     )
-    return await delete_expired(rt.db, Heartbeat.__table__, and_(Heartbeat.timestamp < cutoff, has_newer), batch)
+    return await delete_expired(rt.db, table_of(Heartbeat), and_(Heartbeat.timestamp < cutoff, has_newer), batch)
 
 
 async def _status_history(rt: Runtime, batch: int) -> int:
     cutoff = utcnow() - timedelta(days=rt.settings.STATUS_HISTORY_RETENTION_DAYS)
-    return await delete_expired(rt.db, InstanceStatusHistory.__table__,
+    return await delete_expired(rt.db, table_of(InstanceStatusHistory),
                                 InstanceStatusHistory.changed_at < cutoff, batch)
 
 
 async def _events(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.EVENT_RETENTION_DAYS)
-    return await delete_expired(rt.db, InstanceEvent.__table__, InstanceEvent.ts_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(InstanceEvent), InstanceEvent.ts_ms < cutoff, batch)
 
 
 async def _audit(rt: Runtime, batch: int) -> int:
     cutoff = _days_ago_ms(rt.settings.AUDIT_RETENTION_DAYS)
-    return await delete_expired(rt.db, AuditLog.__table__, AuditLog.ts_ms < cutoff, batch)
+    return await delete_expired(rt.db, table_of(AuditLog), AuditLog.ts_ms < cutoff, batch)
 
 
 for _name, _task in (

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sindri_console.db.dialect import Dialect
+from sindri_console.db.dialect import Dialect, table_of
 from sindri_console.models.agent import AgentConnection, AgentState
 from sindri_console.models.agent_reports import AgentFrameReceipt, AgentReport, ExtensionStatus
 from sindri_console.models.instance import Heartbeat, Instance
@@ -65,7 +65,7 @@ async def add_dropped(session: AsyncSession, instance_id: str, n: int) -> None:
 
 async def insert_heartbeats(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(Heartbeat.__table__.insert(), rows)
+        await session.execute(table_of(Heartbeat).insert(), rows)
 
 
 async def existing_receipts(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -109,7 +109,7 @@ async def extension_rows(session: AsyncSession, instance_id: str) -> list[Extens
 async def replace_extensions(session: AsyncSession, instance_id: str, rows: list[dict[str, Any]]) -> None:
     await session.execute(delete(ExtensionStatus).where(ExtensionStatus.instance_id == instance_id))
     if rows:
-        await session.execute(ExtensionStatus.__table__.insert(), rows)
+        await session.execute(table_of(ExtensionStatus).insert(), rows)
 
 
 async def insert_llm_usage(session: AsyncSession, dialect: Dialect, rows: list[dict[str, Any]]) -> set[str]:
@@ -142,7 +142,7 @@ async def mark_disconnected_many(session: AsyncSession, pairs: list[tuple[str, s
     that connection (§3.5 close step 2)."""
     if not pairs:
         return
-    table = AgentState.__table__
+    table = table_of(AgentState)
     stmt = (update(table).where(table.c.instance_id == bindparam("b_iid"), table.c.connection_id == bindparam("b_cid"))
             .values(connected=False, disconnected_at=now, updated_at=now))
     await session.execute(stmt, [{"b_iid": i, "b_cid": c} for i, c in pairs])

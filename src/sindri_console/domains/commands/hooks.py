@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sindri_console.db.dialect import table_of
 from sindri_console.domains.commands import pipeline
 from sindri_console.domains.commands import repository as repo
 from sindri_console.domains.commands.state import (
@@ -80,7 +81,7 @@ async def purge_batch(rt: Runtime, batch: int) -> int:
     cutoff = utcnow() - timedelta(days=rt.settings.COMMAND_RETENTION_DAYS)
     expired = and_(CommandExecution.status.in_(TERMINAL_STATUSES), CommandExecution.completed_at < cutoff,
                    CommandExecution.task_run_id.is_(None), CommandExecution.remediation_id.is_(None))
-    return await delete_expired(rt.db, CommandExecution.__table__, expired, batch)
+    return await delete_expired(rt.db, table_of(CommandExecution), expired, batch)
 
 
 async def startup(rt: Runtime) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sindri_console.db.dialect import table_of
 from sindri_console.domains.commands.state import QUEUED, SENT
 from sindri_console.kit.auth import Principal
 from sindri_console.kit.ids import is_valid_path_id
@@ -64,7 +65,8 @@ async def statuses(session: AsyncSession, ids: list[str]) -> dict[str, str]:
 def history_statement(principal: Principal, *, instance_id: str | None, user_id: str | None,
                       batch_id: str | None, task_run_id: str | None, remediation_id: str | None,
                       statuses: list[str] | None, origins: list[str] | None, created_from: datetime | None,
-                      created_to: datetime | None, search: str | None, icontains: Any) -> Select[Any]:
+                      created_to: datetime | None, search: str | None,
+                      icontains: Any) -> Select[CommandExecution, str]:
     stmt = (select(CommandExecution, Instance.name)
             .join(Instance, Instance.id == CommandExecution.instance_id)
             .where(visible_instances(principal)))
@@ -125,7 +127,7 @@ async def rows_for_reply(session: AsyncSession, ids: list[str]) -> dict[str, Any
 
 async def update_from(session: AsyncSession, changes: dict[str, tuple[str, dict[str, Any]]]) -> None:
     """id -> (expected status, column values): compare-and-set updates, one executemany per column set."""
-    table = CommandExecution.__table__
+    table = table_of(CommandExecution)
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for cid, (expected, values) in changes.items():
         by_shape.setdefault(tuple(sorted(values)), []).append(

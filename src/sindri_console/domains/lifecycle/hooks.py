@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sindri_console.db.dialect import table_of
 from sindri_console.domains.lifecycle.repository import expired_jobs_condition
 from sindri_console.domains.lifecycle.runner import POLL_SECONDS, RECOVERY_SECONDS
 from sindri_console.domains.lifecycle.service import runner_of
@@ -18,7 +19,7 @@ from sindri_console.runtime import Runtime
 async def expired_jobs(rt: Runtime, batch: int) -> int:
     """One batch of the shared retention loop: finished jobs older than JOB_RETENTION_DAYS (§10)."""
     cutoff = utcnow() - timedelta(days=rt.settings.JOB_RETENTION_DAYS)
-    return await delete_expired(rt.db, InstanceJob.__table__, expired_jobs_condition(cutoff), batch)
+    return await delete_expired(rt.db, table_of(InstanceJob), expired_jobs_condition(cutoff), batch)
 
 
 async def startup(rt: Runtime) -> None:
