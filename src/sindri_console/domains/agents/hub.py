@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -45,7 +45,8 @@ class AgentHub:
 
     def local(self, instance_id: str) -> AgentConn | None:
         """The identified socket of `instance_id` on this replica, if any."""
-        return self._local.get(instance_id)
+        # only identified sockets are registered, so instance_id is set: an AgentConn
+        return cast("AgentConn | None", self._local.get(instance_id))
 
     def connections(self) -> list[AgentSocket]:
         return list(self._local.values())
@@ -179,7 +180,7 @@ class AgentHub:
             if msg.get("keepConnectionId") != conn.connection_id:
                 await conn.close_with(4409, "Replaced by a newer connection")
         elif op == "close":
-            code = msg.get("code") if isinstance(msg.get("code"), int) else 4410
+            code = c if isinstance(c := msg.get("code"), int) else 4410
             await conn.close_with(code, str(msg.get("reason") or "Instance removed"))
         elif op == "report":
             kinds = [k for k in msg.get("kinds") or [] if k in conn.capabilities]

@@ -136,9 +136,9 @@ def parse_metrics(instance_id: str, data: dict[str, Any], received: datetime, en
                   previous: Counters | None) -> MetricsResult:
     """Map a metrics frame (nested D/C or flat mimir names); raises FrameError when required values lack."""
     f = Fields(data)
-    cpu = data.get("cpu") if isinstance(data.get("cpu"), dict) else {}
-    mem = data.get("memory") if isinstance(data.get("memory"), dict) else {}
-    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    cpu = v if isinstance(v := data.get("cpu"), dict) else {}
+    mem = v if isinstance(v := data.get("memory"), dict) else {}
+    net = v if isinstance(v := data.get("network"), dict) else {}
     dio = pick(data, "diskIo")
     dio = dio if isinstance(dio, dict) else {}
     cf, mf, nf, iof = Fields(cpu, "cpu."), Fields(mem, "memory."), Fields(net, "network."), Fields(dio, "diskIo.")

@@ -449,7 +449,7 @@ async def store_event(session: AsyncSession, instance_id: str, ev: AgentEvent) -
 
 async def store_llm_usage(session: AsyncSession, rt: Runtime, instance_id: str, records: list[LlmRecord],
                           received: datetime) -> int:
-    rows = [{
+    rows: list[dict[str, Any]] = [{
         "id": new_id(), "instance_id": instance_id, "ts": r.ts, "day": r.ts.date(), "provider": r.provider,
         "model": r.model, "matched_model": None, "operation": r.operation, "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens, "cache_read_tokens": r.cache_read_tokens,

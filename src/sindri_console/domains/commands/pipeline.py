@@ -218,7 +218,7 @@ async def on_control(rt: Runtime, conn: AgentConn, msg: dict[str, Any]) -> None:
     if op == "deliver":
         await deliver(rt, conn, command_id)
     elif op == "cancel":
-        reason = msg.get("reason") if isinstance(msg.get("reason"), str) else "cancelled"
+        reason = r if isinstance(r := msg.get("reason"), str) else "cancelled"
         await _send_cancel(conn, command_id, reason)
 
 
@@ -351,7 +351,8 @@ async def on_agent_frame(rt: Runtime, conn: AgentConn, type_: str, data: dict[st
     elif type_ == "command:progress":
         reply = await _on_progress(rt, conn, command_id, fields, frame_id)
     elif type_ == "command:result":
-        reply = _start_result(rt, conn, command_id, fields, frame_id)
+        _start_result(rt, conn, command_id, fields, frame_id)
+        reply = None
     else:
         reply = _error("UNKNOWN_TYPE", f"{type_} is not a command frame", frame_id)
     return None if conn.dialect == "draupnir" else reply
@@ -464,6 +465,7 @@ def _start_ack(rt: Runtime, conn: AgentConn, command_id: str, f: _Fields,
         return _error("INVALID_PAYLOAD", "command:ack needs accepted (true or false)", frame_id,
                       details=f.problems or [{"field": "accepted", "message": "is required"}])
     now = utcnow()
+    values: dict[str, Any]
     if accepted:
         to, values = RUNNING, {"started_at": f.time_("startedAt", "started_at", now) or now,
                                "pid": f.int_("pid", "pid", lo=0)}

@@ -147,6 +147,8 @@ def validate_http_entry(raw: Any, principal: Principal, now_ms: int, oldest_ms: 
 
     if errors:
         return None, errors, instance_id
+    # no errors: each of them was checked to be a string above
+    assert level is not None and source is not None and message is not None
     return (PendingEntry(instance_id, level, source, message, metadata, metadata_json, deployment_id, path,
                          ts_ms, now_ms), [], instance_id)
 
@@ -332,7 +334,7 @@ def _pending_from_line(line: LogLine, now_ms: int) -> PendingEntry:
             metadata, metadata_json = None, None
         if metadata_json is not None and len(metadata_json.encode()) > MAX_METADATA_BYTES:
             # the agent cannot fix a line: keep the flags we set, drop the oversized rest
-            kept = {k: metadata[k] for k in ("truncated", "path") if metadata and k in metadata}
+            kept: dict[str, Any] = {k: metadata[k] for k in ("truncated", "path") if metadata and k in metadata}
             metadata, metadata_json = dump_metadata({**kept, "metadataDropped": True})
     return PendingEntry(line.instance_id, _lenient_level(line.level), _lenient_source(line.source), message,
                         metadata, metadata_json, _lenient_text(line.deployment_id, MAX_DEPLOYMENT_ID), path,
@@ -356,6 +358,8 @@ async def insert_entries(target: Runtime | AsyncSession, lines: list[LogLine]) -
     pending = [_pending_from_line(line, now_ms) for line in lines]
     if isinstance(target, AsyncSession):
         bind = target.bind
+        # the Database's session makers bind every session to an engine
+        assert bind is not None
         return await store_pending(target, dialect_for(bind.dialect.name), pending)
     prepared = PreparedEntries(pending)  # outside the write lock
     async with target.db.write() as session:
