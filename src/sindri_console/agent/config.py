@@ -167,10 +167,10 @@ def _api_key(env: Mapping[str, str]) -> str:
         if not key.strip():
             raise ConfigError("SINDRI_CONSOLE_API_KEY_FILE", "the file is empty")
         return key.strip()
-    key = _text(env, "SINDRI_CONSOLE_API_KEY")
-    if key is None:
+    env_key = _text(env, "SINDRI_CONSOLE_API_KEY")
+    if env_key is None:
         raise ConfigError("SINDRI_CONSOLE_API_KEY", "is required unless SINDRI_CONSOLE_API_KEY_FILE is set")
-    return key
+    return env_key
 
 
 def _tags(env: Mapping[str, str]) -> dict[str, str]:

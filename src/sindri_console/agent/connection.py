@@ -277,7 +277,7 @@ class Agent:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        handled: list[int] = []
+        handled: list[signal.Signals] = []
         if self.install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.request_stop)
@@ -776,7 +776,7 @@ class Agent:
 
     async def _answer_report_request(self, data: dict[str, Any]) -> None:
         request_id = data.get("requestId") if isinstance(data.get("requestId"), str) else None
-        kinds = data.get("kinds") if isinstance(data.get("kinds"), list) else []
+        kinds = v if isinstance(v := data.get("kinds"), list) else []
         for kind in kinds:
             try:
                 if kind == "processes":

@@ -115,7 +115,7 @@ def parse_apk(text: str, release: str | None) -> list[dict[str, Any]]:
 
 
 def parse_lockfile(data: Any, path: str) -> list[dict[str, Any]]:
-    items = []
+    items: list[dict[str, Any]] = []
     packages = data.get("packages") if isinstance(data, dict) else None
     if not isinstance(packages, dict):
         return items

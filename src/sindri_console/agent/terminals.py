@@ -91,7 +91,7 @@ class TerminalManager:
             with contextlib.suppress(OSError):
                 _set_size(session.master_fd, cols, rows)
         elif type_ == "terminal:close":
-            reason = data.get("reason") if isinstance(data.get("reason"), str) else "closed"
+            reason = r if isinstance(r := data.get("reason"), str) else "closed"
             self._hang_up(session, reason)
         else:
             await self.sender.send_volatile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -89,9 +90,9 @@ class AuthFailure(Exception):
         self.message = message
 
 
-def extract_raw_key(headers: dict[str, str] | object) -> str | None:
+def extract_raw_key(headers: Mapping[str, str]) -> str | None:
     """Bearer wins over X-Api-Key (00 §4); query strings are never read."""
-    get = headers.get  # type: ignore[attr-defined]
+    get = headers.get
     auth = get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")

@@ -472,9 +472,9 @@ def build_cli_env(
     if vault_lookup is not None:
         for name in PROVIDER_CREDENTIAL_NAMES:
             if not env.get(name):
-                value = vault_lookup(name)
-                if isinstance(value, str) and value:
-                    env[name] = value
+                secret = vault_lookup(name)
+                if isinstance(secret, str) and secret:
+                    env[name] = secret
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not _ENV_NAME_RE.fullmatch(name):
             raise ValueError("environment variable names must match [A-Za-z_][A-Za-z0-9_]*")
