@@ -444,6 +444,7 @@ class BrowserService:
         if parts[0] != "instance" or len(parts) != 3 or parts[2] not in TOPIC_KINDS:
             return
         instance_id, kind = parts[1], parts[2]
+        type_: str | None
         channel, type_ = TOPIC_KINDS[kind]
         if kind == "commands":
             type_ = _command_push_type(payload)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,7 +86,7 @@ async def located_groups(session: AsyncSession, principal: Principal) -> list[An
     return list((await session.execute(stmt)).all())
 
 
-async def located_newest_first(session: AsyncSession, principal: Principal) -> AsyncIterator[Any]:
+async def located_newest_first(session: AsyncSession, principal: Principal) -> AsyncGenerator[Any, None]:
     """(id, geo_lat, geo_lon) of located fleet instances, newest first, streamed: the caller stops
     reading as soon as every pin has its ids, so usually only a few hundred rows are fetched."""
     stmt = (select(Instance.id, Instance.geo_lat, Instance.geo_lon)

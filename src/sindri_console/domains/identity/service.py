@@ -46,6 +46,9 @@ def key_to_wire(key: ApiKey, user_email: str | None, instance_name: str | None) 
 async def keys_to_wire(s: AsyncSession, keys: list[ApiKey]) -> list[dict[str, Any]]:
     user_ids = {k.user_id for k in keys if k.user_id}
     inst_ids = {k.instance_id for k in keys if k.instance_id}
+    # a key without a user or an instance looks up None, which finds nothing
+    emails: dict[str | None, str]
+    names: dict[str | None, str]
     emails = dict((await s.execute(select(User.id, User.email).where(User.id.in_(user_ids)))).all()) if user_ids else {}
     names = dict((await s.execute(select(Instance.id, Instance.name).where(Instance.id.in_(inst_ids)))).all()) \
         if inst_ids else {}
@@ -69,7 +72,7 @@ async def users_to_wire(s: AsyncSession, users: list[User]) -> list[dict[str, An
     ids = [u.id for u in users]
     teams = await _teams_of(s, ids)
     now = utcnow()
-    counts: dict[str, int] = {}
+    counts: dict[str | None, int] = {}
     if ids:
         rows = await s.execute(
             select(ApiKey.user_id, func.count()).where(

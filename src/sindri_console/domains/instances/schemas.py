@@ -189,6 +189,8 @@ def parse_registration(body: Any) -> Registration:
                 _err(errors, "geo.label", "must be a string of at most 128 characters")
                 ok = False
             if ok:
+                # ok: both were checked to be numbers above
+                assert lat is not None and lon is not None
                 reg.present["geo"] = {"lat": float(lat), "lon": float(lon), "label": label}
     if "teamId" in raw:
         v = raw["teamId"]

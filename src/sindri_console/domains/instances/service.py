@@ -181,8 +181,8 @@ async def _register_once(rt: Runtime, principal: Principal, reg: Registration,
             if team_id:
                 changes["teamId"] = {"from": None, "to": team_id}
         else:
+            assert target is not None
             inst = target
-            assert inst is not None
             if not is_agent and reg.has("team_id"):
                 await _check_team(s, principal, team_id, creating=False, current=inst.team_id)
             for f in INSTANCE_FIELDS:

@@ -321,9 +321,9 @@ async def bulk_action(rt: Runtime, principal: Principal, body: BulkBody) -> tupl
     action = body.action.upper()
     with_backup = action == "DESTROY" and body.options.with_backup
     unique: list[str] = []
-    for item in body.instance_ids:
-        if item not in unique:
-            unique.append(item)
+    for iid in body.instance_ids:
+        if iid not in unique:
+            unique.append(iid)
     results: dict[str, dict[str, Any]] = {
         i: {"id": i, "name": None, "result": "NOT_FOUND", "error": "Instance not found", "jobId": None,
             "status": None} for i in unique

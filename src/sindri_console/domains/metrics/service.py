@@ -289,6 +289,7 @@ async def aggregate(rt: Runtime, principal: Principal, from_ms: int, to_ms: int,
         raise _unprocessable("to", "must be at most 400 days after from",
                              "Invalid request: the aggregate span is at most 400 days")
     now = clock.now_ms()
+    tiers: tuple[str, ...]
     if to_ms - from_ms <= RAW_MAX_SPAN_MS:
         source, tiers = "raw", ("raw",)
     elif from_ms >= now - rt.settings.METRICS_1M_RETENTION_DAYS * DAY_MS:
