@@ -162,7 +162,9 @@ def _api_key(env: Mapping[str, str]) -> str:
         try:
             content = Path(key_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError("SINDRI_CONSOLE_API_KEY_FILE", f"cannot be read: {exc.strerror or exc}") from None
+            # a UnicodeDecodeError has no strerror
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError("SINDRI_CONSOLE_API_KEY_FILE", f"cannot be read: {reason}") from None
         key = content.rstrip("\r\n")
         if not key.strip():
             raise ConfigError("SINDRI_CONSOLE_API_KEY_FILE", "the file is empty")
