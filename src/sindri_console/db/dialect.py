@@ -27,7 +27,8 @@ class Dialect(ABC):
         """Rows read by a claiming transaction; other replicas skip them."""
         return stmt
 
-    def time_bucket(self, ts_ms: ColumnElement[int] | QueryableAttribute[int], step_ms: int) -> ColumnElement[int]:
+    def time_bucket(self, ts_ms: ColumnElement[int] | QueryableAttribute[int],
+                    step_ms: int) -> ColumnElement[int]:
         # `//` keeps integer division on both engines (SQLAlchemy 2 renders `/` as true division);
         # it truncates, which is the floor for non-negative epoch values
         return (ts_ms // literal(step_ms, BigInteger)) * literal(step_ms, BigInteger)
@@ -36,7 +37,8 @@ class Dialect(ABC):
         return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
     @abstractmethod
-    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]: ...
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None],
+                  term: str) -> ColumnElement[bool]: ...
 
     @abstractmethod
     async def lock_log_sequence(self, session: AsyncSession) -> None:
@@ -102,7 +104,8 @@ class SqliteDialect(Dialect):
     def insert(self, table: Any) -> Any:
         return sqlite.insert(table)
 
-    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]:
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None],
+                  term: str) -> ColumnElement[bool]:
         # SQLite LIKE is ASCII case-insensitive already; lower() keeps the semantics explicit
         return func.lower(column).like(f"%{self.like_escape(term.lower())}%", escape="\\")
 
@@ -186,7 +189,8 @@ class PostgresDialect(Dialect):
     def claim(self, stmt: Select[Any]) -> Select[Any]:
         return stmt.with_for_update(skip_locked=True)
 
-    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None], term: str) -> ColumnElement[bool]:
+    def icontains(self, column: ColumnElement[str] | QueryableAttribute[str | None],
+                  term: str) -> ColumnElement[bool]:
         return column.ilike(f"%{self.like_escape(term)}%", escape="\\")
 
     async def lock_log_sequence(self, session: AsyncSession) -> None:

@@ -115,7 +115,8 @@ async def _heartbeats(rt: Runtime, batch: int) -> int:
         or_(newer.timestamp > Heartbeat.timestamp,
             and_(newer.timestamp == Heartbeat.timestamp, newer.id > Heartbeat.id)),
     )
-    return await delete_expired(rt.db, table_of(Heartbeat), and_(Heartbeat.timestamp < cutoff, has_newer), batch)
+    return await delete_expired(rt.db, table_of(Heartbeat), and_(Heartbeat.timestamp < cutoff, has_newer),
+                                batch)
 
 
 async def _status_history(rt: Runtime, batch: int) -> int:

@@ -334,7 +334,8 @@ def _pending_from_line(line: LogLine, now_ms: int) -> PendingEntry:
             metadata, metadata_json = None, None
         if metadata_json is not None and len(metadata_json.encode()) > MAX_METADATA_BYTES:
             # the agent cannot fix a line: keep the flags we set, drop the oversized rest
-            kept: dict[str, Any] = {k: metadata[k] for k in ("truncated", "path") if metadata and k in metadata}
+            kept: dict[str, Any] = {
+                k: metadata[k] for k in ("truncated", "path") if metadata and k in metadata}
             metadata, metadata_json = dump_metadata({**kept, "metadataDropped": True})
     return PendingEntry(line.instance_id, _lenient_level(line.level), _lenient_source(line.source), message,
                         metadata, metadata_json, _lenient_text(line.deployment_id, MAX_DEPLOYMENT_ID), path,
