@@ -91,6 +91,16 @@ def test_http_to_remote_host_needs_opt_in():
     assert config.ws_url == "ws://console.example.com"
 
 
+def test_unreadable_key_files_are_config_errors(tmp_path: Path):
+    not_utf8 = tmp_path / "latin1.key"
+    not_utf8.write_bytes(b"caf\xe9-key")
+    for path in (not_utf8, tmp_path / "missing.key"):
+        with pytest.raises(ConfigError) as caught:
+            load_config(base_env(SINDRI_CONSOLE_API_KEY_FILE=str(path)))
+        assert caught.value.variable == "SINDRI_CONSOLE_API_KEY_FILE"
+        assert "cannot be read" in str(caught.value)
+
+
 def test_missing_key_is_an_error():
     with pytest.raises(ConfigError) as caught:
         load_config({"SINDRI_CONSOLE_URL": "http://localhost:3001"})
