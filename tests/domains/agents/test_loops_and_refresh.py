@@ -122,3 +122,23 @@ async def test_refresh_refused_for_draupnir(server: Any, admin: str) -> None:
         n = await s.scalar(select(func.count()).select_from(AgentConnection))
     assert n == 1
     await ws.close(1012)
+
+
+async def test_concurrent_identity_resolutions_share_reads(console: Any, admin: str, monkeypatch: Any) -> None:
+    from sindri_console.domains.instances import repository as instances_repo
+
+    hub = console.rt.services["agents"]
+    made = [await console.register(admin, f"storm-{i}") for i in range(30)]
+    calls: list[int] = []
+    real = instances_repo.resolve_identities
+
+    async def counting(session: Any, values: list[str]) -> dict[str, str]:
+        calls.append(len(values))
+        return await real(session, values)
+
+    monkeypatch.setattr(instances_repo, "resolve_identities", counting)
+    names = [m["name"] for m in made] + [made[0]["id"], "nobody-here"]
+    found = await asyncio.gather(*(hub.resolve(n) for n in names))
+    assert found == [m["id"] for m in made] + [made[0]["id"], None]
+    # the first call reads alone; everything queued behind it shares the next read
+    assert len(calls) <= 2 and sum(calls) == len(names)

@@ -90,10 +90,16 @@ class AgentHub:
             try:
                 async with self.rt.db.read() as s:
                     found = await resolve_identities(s, [value for value, _ in batch])
-            except Exception as exc:
-                for _, fut in batch:
+            except BaseException as exc:
+                # a failed read fails its callers; a cancelled resolver (shutdown) cancels them
+                for _, fut in batch + (self._resolving if not isinstance(exc, Exception) else []):
                     if not fut.done():
-                        fut.set_exception(exc)
+                        if isinstance(exc, Exception):
+                            fut.set_exception(exc)
+                        else:
+                            fut.cancel()
+                if not isinstance(exc, Exception):
+                    raise
                 continue
             for value, fut in batch:
                 if not fut.done():
