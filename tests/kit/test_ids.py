@@ -20,14 +20,19 @@ def test_bulk_ids_are_sorted_unique_uuid7_and_before_the_next_single_id() -> Non
     assert ids.new_ids(0) == []
 
 
-def test_bulk_ids_format_exactly_like_single_ids(monkeypatch: Any) -> None:
+def test_id_bits_are_milliseconds_version_counter_variant_and_the_random_read(monkeypatch: Any) -> None:
     rnd = random.Random(5)
     for _ in range(100):
         noise = os.urandom(8 * 40)
         base = rnd.randrange(0, 1 << 48)
         stamps = [(base + i // 7, rnd.randrange(0, 4096)) for i in range(40)]
         monkeypatch.setattr(ids.os, "urandom", lambda n, b=noise: b)
-        monkeypatch.setattr(ids, "_stamps", lambda n, s=stamps: s)
-        expected = [ids._format(ms, counter, int.from_bytes(noise[8 * i:8 * i + 8], "big"))
-                    for i, (ms, counter) in enumerate(stamps)]
-        assert ids.new_ids(40) == expected
+        monkeypatch.setattr(ids, "_stamps", lambda n, s=stamps: s[:n])
+        for i, value in enumerate(ids.new_ids(40)):
+            bits = uuid.UUID(value).int
+            ms, counter = stamps[i]
+            assert bits >> 80 == ms
+            assert (bits >> 76) & 0xF == 7 and (bits >> 64) & 0xFFF == counter
+            assert (bits >> 62) & 0x3 == 0b10
+            assert bits & ((1 << 62) - 1) == int.from_bytes(noise[8 * i:8 * i + 8], "big") & ((1 << 62) - 1)
+        assert ids.new_id() == ids.new_ids(1)[0]  # one layout for single and bulk ids

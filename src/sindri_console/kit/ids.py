@@ -33,29 +33,19 @@ def _stamps(count: int) -> list[tuple[int, int]]:
     return out
 
 
-def _format(ms: int, counter: int, rand: int) -> str:
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= counter << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def new_id() -> str:
-    """UUIDv7 with a monotonic 12-bit counter so ids made in one millisecond still sort."""
-    (ms, counter), = _stamps(1)
-    return _format(ms, counter, int.from_bytes(os.urandom(8), "big"))
-
-
 # first hex digit of the random half: its top two bits are the RFC 9562 variant (0b10)
 _VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
 
 
+def new_id() -> str:
+    """UUIDv7 with a monotonic 12-bit counter so ids made in one millisecond still sort."""
+    return new_ids(1)[0]
+
+
 def new_ids(count: int) -> list[str]:
-    """`count` ids as `new_id` makes them, built from one random read and text slices (bulk log
-    ingest: about 3x cheaper per id than formatting each 128-bit value)."""
+    """`count` ids from one random read, laid out as text slices (bulk log ingest: about 3x cheaper
+    per id than formatting each 128-bit value): 48-bit milliseconds, version 7, the 12-bit counter,
+    variant 0b10 and 62 random bits."""
     if count <= 0:
         return []
     noise = os.urandom(8 * count).hex()
