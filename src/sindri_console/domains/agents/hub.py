@@ -90,16 +90,15 @@ class AgentHub:
             try:
                 async with self.rt.db.read() as s:
                     found = await resolve_identities(s, [value for value, _ in batch])
-            except BaseException as exc:
-                # a failed read fails its callers; a cancelled resolver (shutdown) cancels them
-                for _, fut in batch + (self._resolving if not isinstance(exc, Exception) else []):
+            except asyncio.CancelledError:
+                # shutdown: nobody is left to answer the waiting sockets
+                for _, fut in batch + self._resolving:
+                    fut.cancel()
+                raise
+            except Exception as exc:
+                for _, fut in batch:
                     if not fut.done():
-                        if isinstance(exc, Exception):
-                            fut.set_exception(exc)
-                        else:
-                            fut.cancel()
-                if not isinstance(exc, Exception):
-                    raise
+                        fut.set_exception(exc)
                 continue
             for value, fut in batch:
                 if not fut.done():
